@@ -1,0 +1,138 @@
+/* "capstore bench": option parsing, the workload table, result lines. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "capstore/host.h"
+
+static const bench_workload_t workloads[] = {
+    {"node_hash", bench_node_hash},     {"cnode_hash", bench_cnode_hash},
+    {"publish", bench_publish},         {"lookup_hit", bench_lookup_hit},
+    {"lookup_miss", bench_lookup_miss}, {"promote_cow", bench_promote_cow},
+    {"sweep_chain", bench_sweep_chain}, {"sweep_few", bench_sweep_few},
+    {"settle_tree", bench_settle_tree}, {"data_hash", bench_data_hash},
+    {"lookup_mt", bench_lookup_mt},
+};
+#define NWORKLOADS (sizeof workloads / sizeof workloads[0])
+
+void bench_rng_bytes(bench_rng_t *r, uint8_t *out, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint64_t v = bench_rng_next(r);
+        for (int b = 0; b < 8 && i < n; b++, i++) out[i] = (uint8_t)(v >> (8 * b));
+    }
+}
+
+void bench_shuffle_u32(bench_rng_t *r, uint32_t *v, size_t n)
+{
+    for (size_t i = n; i-- > 1;) {
+        size_t j = (size_t)bench_rng_below(r, (uint64_t)i + 1);
+        uint32_t t = v[i];
+        v[i] = v[j];
+        v[j] = t;
+    }
+}
+
+uint64_t bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int json_first = 1;
+
+void bench_report(const bench_opts_t *o, const char *name, uint64_t ops, double total_ns,
+                  const char *engine)
+{
+    double per = ops ? total_ns / (double)ops : 0.0;
+    if (o->json) {
+        printf("%s{\"name\":\"%s\",\"ops\":%llu,\"ns_per_op\":%.1f,\"engine\":\"%s\"}",
+               json_first ? "[\n  " : ",\n  ", name, (unsigned long long)ops, per, engine);
+        json_first = 0;
+    } else {
+        printf("%s %llu %.1f %s\n", name, (unsigned long long)ops, per, engine);
+    }
+    fflush(stdout);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: capstore bench [--n N] [--only a,b,...] [--json]\n"
+               "Runs the workloads of spec/capstore.md section 6 and prints\n"
+               "\"<name> <ops> <ns_per_op> capstore\" per workload. Workloads:");
+    for (size_t i = 0; i < NWORKLOADS; i++) fprintf(f, " %s", workloads[i].name);
+    fprintf(f, "\n");
+}
+
+static int selected(const char *only, const char *name)
+{
+    if (!only) return 1;
+    size_t len = strlen(name);
+    for (const char *p = only; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t l = comma ? (size_t)(comma - p) : strlen(p);
+        if (l == len && strncmp(p, name, l) == 0) return 1;
+        if (!comma) break;
+        p = comma + 1;
+    }
+    return 0;
+}
+
+int bench_main(int argc, char **argv)
+{
+    bench_opts_t o = {.n = 100000, .json = 0, .progress = isatty(2)};
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--n") == 0 && i + 1 < argc) {
+            char *end;
+            unsigned long long v = strtoull(argv[++i], &end, 10);
+            if (*end || v == 0) {
+                fprintf(stderr, "capstore bench: --n wants a positive integer, got '%s'\n", argv[i]);
+                return 2;
+            }
+            o.n = v;
+        } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+            only = argv[++i];
+        } else if (strcmp(argv[i], "--json") == 0) {
+            o.json = 1;
+        } else {
+            fprintf(stderr, "capstore bench: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (only) {
+        for (const char *p = only; *p;) {
+            const char *comma = strchr(p, ',');
+            size_t l = comma ? (size_t)(comma - p) : strlen(p);
+            int known = 0;
+            for (size_t i = 0; i < NWORKLOADS; i++)
+                if (strlen(workloads[i].name) == l && strncmp(workloads[i].name, p, l) == 0) known = 1;
+            if (!known) {
+                fprintf(stderr, "capstore bench: unknown workload '%.*s'\n", (int)l, p);
+                return 2;
+            }
+            if (!comma) break;
+            p = comma + 1;
+        }
+    }
+    cap_sha256_select_from_env();
+    int status = 0;
+    for (size_t i = 0; i < NWORKLOADS; i++) {
+        if (!selected(only, workloads[i].name)) continue;
+        if (o.progress) fprintf(stderr, "bench: %s (n=%llu)...\n", workloads[i].name, (unsigned long long)o.n);
+        if (workloads[i].fn(&o) != 0) {
+            fprintf(stderr, "capstore bench: workload %s failed\n", workloads[i].name);
+            status = 1;
+        }
+    }
+    if (o.json) printf(json_first ? "[]\n" : "\n]\n");
+    return status;
+}

@@ -1,0 +1,38 @@
+/* capstore — host-build helpers: libc allocator, pthread lock hooks, CPU and
+ * environment-driven kernel selection, random seeds. Not available in the
+ * freestanding guest build. */
+#ifndef CAPSTORE_HOST_H
+#define CAPSTORE_HOST_H
+
+#include "capstore/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** malloc/realloc/free as a cap_alloc_t (static; never freed). */
+const cap_alloc_t *cap_alloc_libc(void);
+
+/** Lock hooks on a pthread mutex + condition variable (static). */
+const cap_lock_hooks_t *cap_lock_pthread(void);
+
+/** Select the SHA-256 kernel from the environment variable CAPSTORE_SHA256:
+ * "portable" forces the portable kernel, "shani" asks for SHA-NI (falls back
+ * to portable with CAP_EINVAL when the CPU lacks it), unset or "auto" probes
+ * the CPU. Returns CAP_OK or CAP_EINVAL (unknown value or unsupported). */
+int cap_sha256_select_from_env(void);
+
+/** 16 random bytes from the OS (getrandom), for table-hash seeds. */
+int cap_random_seed(uint64_t seed[2]);
+
+/** Options for a host store: libc allocator, pthread locks, a random seed. */
+cap_store_options_t cap_store_options_host(void);
+
+/** cap_store_new with cap_store_options_host(). */
+int cap_store_new_host(cap_store_t **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

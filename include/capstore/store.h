@@ -1,0 +1,173 @@
+/* capstore — the two-tier store (the seed's CacheDirectory).
+ *
+ *  blobs      hash -> shared immutable cap (frozen when published)
+ *  instances  id   -> (the store's own handle, the current cap)
+ *
+ * Thread safety: every function may be called from many threads on one
+ * store. No store lock is held while a cap is freed (freeing cascades into
+ * handle releases).
+ *
+ * Handles: put_instance and promote return a new handle reference
+ * (cap_ref_t). The store keeps its own reference for as long as the entry
+ * exists. When every reference but the store's is gone, the entry is dead
+ * and the next sweep reclaims it; the store learns of the death at that
+ * release, so a sweep costs what it reclaims, never a scan.
+ * Releasing a handle after its store is gone is safe: every handle keeps the
+ * small store header alive (a count in it), and cap_store_free only marks the
+ * store closed and releases what the store held; the header itself is freed
+ * by whichever comes last, the store's free or the last handle's release.
+ * The allocator and lock hooks must therefore outlive every handle.
+ *
+ * Cycles: two instances whose caps hold each other's handles keep each
+ * other alive; sweep cannot reclaim such garbage (as with any reference
+ * count) and settle reports CAP_ECYCLE. */
+#ifndef CAPSTORE_STORE_H
+#define CAPSTORE_STORE_H
+
+#include "capstore/cap.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cap_store cap_store_t;
+
+/** Lock hooks. The store reserves `lock_size` bytes (aligned as the
+ * allocator aligns) for each lock it needs and calls `init` on them before
+ * use and `destroy` after. `wait` is called with the lock held: it releases
+ * it, sleeps until notify_all (or spuriously) and re-acquires it (a
+ * condition variable; a guest may unlock, spin a little and relock).
+ * A NULL hooks pointer in the options selects the core's built-in spin lock
+ * (no OS needed). */
+typedef struct cap_lock_hooks {
+    size_t lock_size;
+    void (*init)(void *ctx, void *lock);
+    void (*destroy)(void *ctx, void *lock);
+    void (*lock)(void *ctx, void *lock);
+    void (*unlock)(void *ctx, void *lock);
+    void (*wait)(void *ctx, void *lock);
+    void (*notify_all)(void *ctx, void *lock);
+    void *ctx;
+} cap_lock_hooks_t;
+
+/** Store flags. */
+#define CAP_STORE_VERIFY 1u /**< put_cap_with_hash re-hashes and checks the claim */
+
+typedef struct cap_store_options {
+    const cap_alloc_t *alloc;      /**< required; must outlive the store and its handles */
+    const cap_lock_hooks_t *locks; /**< NULL: built-in spin locks */
+    uint64_t hash_seed[2];         /**< table-hash seed (host: random per store by default) */
+    uint64_t first_id;             /**< first instance id; 0 means 1 */
+    unsigned flags;                /**< CAP_STORE_VERIFY ... */
+} cap_store_options_t;
+
+/** Create a store (allocates the store header). */
+int cap_store_new(cap_store_t **out, const cap_store_options_t *opt);
+
+/** Storage for an in-place store (the seed's new_const): a static or
+ * caller-owned block. cap_store_init_in_place allocates nothing; the tables
+ * are allocated on first use. */
+#define CAP_STORE_STORAGE_SIZE 512
+typedef struct cap_store_storage {
+    _Alignas(64) unsigned char opaque[CAP_STORE_STORAGE_SIZE];
+} cap_store_storage_t;
+/** Initialise a store in `storage`. The storage must outlive every handle of
+ * the store. Returns CAP_EINVAL on bad options. */
+int cap_store_init_in_place(cap_store_storage_t *storage, const cap_store_options_t *opt,
+                            cap_store_t **out);
+
+/** Close the store: release every blob and instance it holds (outside the
+ * lock) and the tables. Handles still held elsewhere stay valid to release;
+ * the header goes with the last of them. NULL is a no-op. Must not race with
+ * other calls on the same store. */
+void cap_store_free(cap_store_t *s);
+
+/* Counts (memory only; never ask a backend) ------------------------------------------------ */
+
+size_t cap_store_blob_count(cap_store_t *s);
+/** Instance entries, live or dead but not yet swept. */
+size_t cap_store_instance_count(cap_store_t *s);
+bool cap_store_contains_blob(cap_store_t *s, const cap_hash_t *h);
+
+/* Lookups ------------------------------------------------------------------------------------ */
+
+/** *out = new reference to the blob cap, or CAP_EBLOBMISSING (*out = NULL). */
+int cap_store_get_blob(cap_store_t *s, const cap_hash_t *h, cap_t **out);
+/** *out = new reference to the entry's current cap; CAP_EINSTANCEMISSING if
+ * the entry is gone; CAP_EINVAL for a handle of another store. */
+int cap_store_get_instance(cap_store_t *s, cap_ref_t *r, cap_t **out);
+/** Dispatch on the target's arm (NONE is CAP_EINVAL). */
+int cap_store_get(cap_store_t *s, const cap_target_t *t, cap_t **out);
+
+typedef struct cap_blob_entry {
+    cap_hash_t hash;
+    cap_t *cap; /* a reference owned by the array */
+} cap_blob_entry_t;
+/** Snapshot of the blob tier: *out is an array of *n entries, allocated with
+ * the store's allocator, each holding a reference; free with
+ * cap_store_blobs_free. Order unspecified; the _sorted form sorts by hash. */
+int cap_store_iter_blobs(cap_store_t *s, cap_blob_entry_t **out, size_t *n);
+int cap_store_iter_blobs_sorted(cap_store_t *s, cap_blob_entry_t **out, size_t *n);
+void cap_store_blobs_free(cap_store_t *s, cap_blob_entry_t *entries, size_t n);
+
+/* Writes ------------------------------------------------------------------------------------- */
+
+/** Replace the entry's cap (the store takes a new reference to `cap`; the
+ * caller keeps its own). The old cap is released after the lock is dropped.
+ * CAP_EINSTANCEMISSING (err->id) if the entry is gone; CAP_EINVAL if `r` or a
+ * handle inside `cap` belongs to another store. */
+int cap_store_set_instance(cap_store_t *s, cap_ref_t *r, cap_t *cap, cap_err_t *err);
+
+/** Hash then insert into the blob tier; idempotent (re-putting equal content
+ * keeps the first cap). The store keeps a reference to `cap` (no copy) and
+ * freezes it. *out (may be NULL) gets the hash. CAP_EUNSETTLED if the cap
+ * holds a Ref. */
+int cap_store_put_cap(cap_store_t *s, cap_t *cap, cap_hash_t *out);
+
+/** Insert under a caller-supplied hash. The claim is checked in debug builds
+ * and when the store has CAP_STORE_VERIFY; a mismatch is CAP_EMISMATCH.
+ * A cap holding a Ref is always refused (CAP_EUNSETTLED). Freezes the cap. */
+int cap_store_put_cap_with_hash(cap_store_t *s, const cap_hash_t *h, cap_t *cap);
+
+/** New instance entry with a fresh id holding `cap` (the store takes a new
+ * reference). *out = a new handle reference (the store keeps its own).
+ * CAP_EIDSPACE when ids are exhausted; CAP_EINVAL if `cap` holds a handle of
+ * another store. */
+int cap_store_put_instance(cap_store_t *s, cap_t *cap, cap_ref_t **out);
+
+/** New instance entry sharing the blob's cap (no copy). CAP_EBLOBMISSING if
+ * absent. *out = a new handle reference. */
+int cap_store_promote_blob_to_instance(cap_store_t *s, const cap_hash_t *h, cap_ref_t **out);
+
+/** Edit an instance's cap in place when only the store holds it, else on a
+ * copy, then commit it; readers never see a cap while it changes (they hold
+ * their own reference, which forces the copy). `edit` gets a writable cap and
+ * returns CAP_OK to commit or an error to abandon the edit. */
+int cap_store_edit_instance(cap_store_t *s, cap_ref_t *r, int (*edit)(cap_t *c, void *arg),
+                            void *arg, cap_err_t *err);
+
+/* Sweep and settle ------------------------------------------------------------------------------ */
+
+/** Remove every dead entry, cascading until none is left. *removed (may be
+ * NULL) gets the number removed. Costs what it reclaims. */
+int cap_store_sweep_instances(cap_store_t *s, size_t *removed);
+
+/** Bounded sweep: remove at most `budget` dead entries; *more tells whether
+ * dead entries remain (a kernel that must bound its pauses calls it again). */
+int cap_store_sweep_budget(cap_store_t *s, size_t budget, size_t *removed, bool *more);
+
+/** Settle a target. Hash: *out = it, unchanged. Ref: settle nested Refs
+ * bottom-up (each shared child once), rewrite them to hashes in the entries,
+ * hash the cap; non-Instance entries move to the blob tier and leave the
+ * instance tier; Instance entries stay (the hash is a snapshot). Iterative
+ * (no recursion on the C stack). Atomic: on failure the store is unchanged.
+ * Consistent under concurrent writers: commits only if no entry it read
+ * changed, else starts again. Errors: CAP_ECYCLE, CAP_EINSTANCEMISSING
+ * (err->id), CAP_EINVAL (foreign handle), CAP_ENOMEM. */
+int cap_store_settle(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, cap_err_t *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,145 @@
+/* Internal layout of caps and handles, shared by the cap modules and the
+ * store (which sits above them). Not installed. */
+#ifndef CAPSTORE_CAP_INTERNAL_H
+#define CAPSTORE_CAP_INTERNAL_H
+
+#include <stdatomic.h>
+
+#include "capstore/cap.h"
+
+/* Handles ---------------------------------------------------------------------------------
+ * The cap layer owns the handle's reference count; the store that made the
+ * handle owns the rest (it embeds struct cap_ref as the first member of its
+ * entry and supplies `ops`). Holding `state`:
+ *   bits 2..63  references other than the store's own ("outside" ones:
+ *               callers and caps holding Ref targets)
+ *   bit 1       CAP_REF_QUEUED: on the store's dead list
+ *   bit 0       CAP_REF_IN_STORE: the store's own reference (entry present)
+ * cap_ref_retain adds CAP_REF_ONE; cap_ref_release calls ops->release, which
+ * decides what the last outside reference means. */
+#define CAP_REF_IN_STORE 1ull
+#define CAP_REF_QUEUED 2ull
+#define CAP_REF_ONE 4ull
+
+struct cap_ref;
+struct cap_ref_ops {
+    void (*release)(struct cap_ref *r);
+};
+
+struct cap_ref {
+    _Atomic uint64_t state;
+    uint64_t id;
+    const struct cap_ref_ops *ops;
+    void *owner; /* the store; compared for "handle of another store" */
+};
+
+/* Caps ------------------------------------------------------------------------------------ */
+
+#define CAP_FLAG_FROZEN 1u
+
+/* A target as stored inside a cap: the hash or a retained handle. */
+typedef struct cap_slot_target {
+    uint8_t is_ref;
+    union {
+        cap_hash_t hash;
+        struct cap_ref *ref;
+    } u;
+} cap_slot_target_t;
+
+typedef struct cap_cnode_entry {
+    uint32_t slot;
+    cap_slot_target_t target;
+} cap_cnode_entry_t;
+
+typedef struct cap_cnode_body {
+    uint8_t size_log;
+    size_t count;    /* occupied entries, sorted by slot, no duplicates */
+    size_t capacity; /* allocated entries */
+    cap_cnode_entry_t *entries;
+} cap_cnode_body_t;
+
+/* A Data page shared between copies of a Data cap. Immutable once shared
+ * (refs > 1); the root is computed lazily and published once:
+ * root_state 0 = not computed, 1 = being written by one thread, 2 = ready. */
+typedef struct cap_page {
+    _Atomic uint32_t refs;
+    uint8_t state;               /* CAP_PAGE_LOADED or CAP_PAGE_MISSING */
+    _Atomic uint32_t root_state;
+    cap_hash_t root;             /* valid when root_state == 2 (always for MISSING) */
+    uint32_t size;               /* bytes allocated in data[] (page_size for LOADED, 0 for MISSING) */
+    uint8_t data[];
+} cap_page_t;
+
+typedef struct cap_data_body {
+    uint32_t page_size;
+    uint64_t page_count;
+    uint64_t page_capacity;
+    cap_page_t **pages; /* NULL entry = Empty page */
+} cap_data_body_t;
+
+typedef struct cap_overlay {
+    uint32_t start;
+    size_t len;
+    uint8_t *bytes; /* NULL when len == 0 */
+} cap_overlay_t;
+
+typedef struct cap_instance_body {
+    cap_hash_t image_hash_chain;
+    cap_hash_t image_hash;
+    cap_slot_target_t root_cnode;
+    size_t overlay_count;
+    size_t overlay_capacity;
+    cap_overlay_t *overlays;
+    uint32_t mem_size;
+    uint64_t regs[CAP_NUM_REGS];
+    uint64_t pc;
+    uint64_t gas_remaining;
+} cap_instance_body_t;
+
+typedef struct cap_image_body {
+    /* One allocation holds the arrays; desc points into it. */
+    void *block;
+    size_t block_size;
+    cap_image_desc_t desc;
+} cap_image_body_t;
+
+struct cap {
+    _Atomic uint32_t refs;
+    uint8_t kind;
+    _Atomic uint8_t flags;
+    const cap_alloc_t *alloc;
+    union {
+        cap_instance_body_t instance;
+        cap_image_body_t image;
+        cap_data_body_t data;
+        cap_cnode_body_t cnode;
+        cap_hash_t type_chain;
+    } u;
+};
+
+/* Allocation helpers through a cap_alloc_t. */
+static inline void *cap_mem_alloc(const cap_alloc_t *a, size_t n)
+{
+    return n ? a->allocate(a->ctx, n) : (void *)0;
+}
+static inline void cap_mem_free(const cap_alloc_t *a, void *p, size_t n)
+{
+    if (p)
+        a->deallocate(a->ctx, p, n);
+}
+
+/* Used by the store's settle: enumerate and rewrite the Ref targets a cap
+ * holds directly (CNode slots, Instance root_cnode). */
+
+/** Number of Ref targets `c` holds directly. */
+size_t cap_ref_target_count(const cap_t *c);
+/** The i-th Ref target (borrowed), in slot order (Instance: its root_cnode). */
+struct cap_ref *cap_ref_target_at(const cap_t *c, size_t i);
+/** Replace every Ref target whose handle is `r` by Hash(h), releasing the
+ * cnode's/instance's references to `r`. Requires a writable cap. */
+int cap_ref_target_rewrite(cap_t *c, const struct cap_ref *r, const cap_hash_t *h);
+
+/** Allocate a bare cap of a kind with refcount 1 (body zeroed). */
+int cap_alloc_bare(cap_t **out, const cap_alloc_t *a, cap_kind_t kind);
+
+#endif

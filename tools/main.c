@@ -1,0 +1,47 @@
+/* capstore — command-line entry: dispatch to a subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+#include "capstore/host.h"
+#include "cli.h"
+
+typedef struct subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} subcommand_t;
+
+static const subcommand_t subcommands[] = {
+    {"vectors", cmd_vectors, "check conformance vector files (caps.txt format)"},
+    {"bench", bench_main, "run the benchmark workloads"},
+};
+#define NSUB (sizeof subcommands / sizeof subcommands[0])
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: capstore <subcommand> [args]   (capstore <subcommand> --help)\n\nsubcommands:\n");
+    for (size_t i = 0; i < NSUB; i++) fprintf(f, "  %-10s %s\n", subcommands[i].name, subcommands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("capstore %s\n", CAPSTORE_VERSION);
+        return 0;
+    }
+    cap_sha256_select_from_env();
+    for (size_t i = 0; i < NSUB; i++)
+        if (strcmp(argv[1], subcommands[i].name) == 0) return subcommands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "capstore: unknown subcommand '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
