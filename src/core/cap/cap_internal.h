@@ -142,4 +142,9 @@ int cap_ref_target_rewrite(cap_t *c, const struct cap_ref *r, const cap_hash_t *
 /** Allocate a bare cap of a kind with refcount 1 (body zeroed). */
 int cap_alloc_bare(cap_t **out, const cap_alloc_t *a, cap_kind_t kind);
 
+/* Pages (data.c). A new page has refs 1. NULL on allocation failure. */
+cap_page_t *cap_page_new_loaded(const cap_alloc_t *a, const uint8_t *bytes, uint32_t size);
+cap_page_t *cap_page_new_missing(const cap_alloc_t *a, const cap_hash_t *root);
+void cap_page_release(const cap_alloc_t *a, cap_page_t *p);
+
 #endif
