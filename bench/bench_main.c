@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench_persist.h"
 #include "capstore/host.h"
 
 static const bench_workload_t workloads[] = {
@@ -13,7 +14,11 @@ static const bench_workload_t workloads[] = {
     {"lookup_miss", bench_lookup_miss}, {"promote_cow", bench_promote_cow},
     {"sweep_chain", bench_sweep_chain}, {"sweep_few", bench_sweep_few},
     {"settle_tree", bench_settle_tree}, {"data_hash", bench_data_hash},
-    {"lookup_mt", bench_lookup_mt},
+    {"lookup_mt", bench_lookup_mt},     {"persist_put", bench_persist_put},
+    {"persist_put_raw", bench_persist_put_raw},
+    {"persist_get_cold", bench_persist_get_cold},
+    {"persist_get_raw", bench_persist_get_raw},
+    {"persist_get_essential", bench_persist_get_essential},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 

@@ -13,6 +13,12 @@ typedef struct subcommand {
 } subcommand_t;
 
 static const subcommand_t subcommands[] = {
+    {"hash", cmd_hash, "print the cap hash of a wire file"},
+    {"decode", cmd_decode, "wire file -> editable JSON (docs/cap-json.md)"},
+    {"encode", cmd_encode, "JSON -> wire bytes (round trip exact)"},
+    {"inspect", cmd_inspect, "summarise wire files: kind, hash, sizes, slots, pages"},
+    {"dot", cmd_dot, "cap graph of wire files as Graphviz DOT"},
+    {"db", cmd_db, "the LMDB blob database: stats, get, put, check"},
     {"vectors", cmd_vectors, "check conformance vector files (caps.txt format)"},
     {"bench", bench_main, "run the benchmark workloads"},
 };
@@ -20,8 +26,11 @@ static const subcommand_t subcommands[] = {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: capstore <subcommand> [args]   (capstore <subcommand> --help)\n\nsubcommands:\n");
+    fprintf(f, "usage: capstore <subcommand> [args]   (capstore <subcommand> --help)\n"
+               "       capstore --version\n\nsubcommands:\n");
     for (size_t i = 0; i < NSUB; i++) fprintf(f, "  %-10s %s\n", subcommands[i].name, subcommands[i].summary);
+    fprintf(f, "\nFILE arguments may be '-' for standard input. Exit status: 0 success,\n"
+               "1 bad input or a failed check, 2 usage error.\n");
 }
 
 int main(int argc, char **argv)

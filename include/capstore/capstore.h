@@ -8,5 +8,6 @@
 #include "capstore/ssz.h"
 #include "capstore/cap.h"
 #include "capstore/store.h"
+#include "capstore/persist.h"
 
 #endif

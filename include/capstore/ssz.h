@@ -35,7 +35,7 @@ void cap_ssz_mix_in_selector(uint8_t out[32], const uint8_t root[32], uint64_t s
 typedef struct cap_merkle {
     unsigned depth;          /* tree depth (limit = 2^depth chunks) */
     uint64_t count;          /* chunks pushed so far */
-    uint32_t buffered;       /* chunks in block[] not yet folded */
+    uint32_t buffered;       /* bytes in block[] not yet folded (push_bytes may leave a partial chunk) */
     uint64_t stack_mask;     /* bit k set: stack[k] holds a left subtree root of height k */
     uint8_t stack[CAP_SSZ_MAX_DEPTH + 1][32];
     uint8_t block[CAP_SSZ_BLOCK_CHUNKS * 32];

@@ -139,9 +139,8 @@ int cap_store_put_instance(cap_store_t *s, cap_t *cap, cap_ref_t **out);
  * absent. *out = a new handle reference. */
 int cap_store_promote_blob_to_instance(cap_store_t *s, const cap_hash_t *h, cap_ref_t **out);
 
-/** Edit an instance's cap in place when only the store holds it, else on a
- * copy, then commit it; readers never see a cap while it changes (they hold
- * their own reference, which forces the copy). `edit` gets a writable cap and
+/** Edit an instance's cap on a private copy, then commit the copy as the
+ * instance's cap; readers never see a cap while it changes. `edit` gets a writable cap and
  * returns CAP_OK to commit or an error to abandon the edit. */
 int cap_store_edit_instance(cap_store_t *s, cap_ref_t *r, int (*edit)(cap_t *c, void *arg),
                             void *arg, cap_err_t *err);

@@ -56,6 +56,7 @@ typedef struct cap_cnode_body {
     size_t count;    /* occupied entries, sorted by slot, no duplicates */
     size_t capacity; /* allocated entries */
     cap_cnode_entry_t *entries;
+    size_t ref_count; /* entries whose target is a Ref (kept by the cnode setters) */
 } cap_cnode_body_t;
 
 /* A Data page shared between copies of a Data cap. Immutable once shared
@@ -146,5 +147,42 @@ int cap_alloc_bare(cap_t **out, const cap_alloc_t *a, cap_kind_t kind);
 cap_page_t *cap_page_new_loaded(const cap_alloc_t *a, const uint8_t *bytes, uint32_t size);
 cap_page_t *cap_page_new_missing(const cap_alloc_t *a, const cap_hash_t *root);
 void cap_page_release(const cap_alloc_t *a, cap_page_t *p);
+
+/* Cap model internals (cap.c, data.c, image.c, hash.c) ------------------------------------ */
+
+/** Grow or shrink a block through the hooks (p NULL: allocate; new_n 0: free). */
+static inline void *cap_mem_realloc(const cap_alloc_t *a, void *p, size_t old_n, size_t new_n)
+{
+    if (!p)
+        return cap_mem_alloc(a, new_n);
+    if (!new_n) {
+        a->deallocate(a->ctx, p, old_n);
+        return (void *)0;
+    }
+    return a->reallocate(a->ctx, p, old_n, new_n);
+}
+
+/** CAP_EINVAL unless c is a cap of kind k; CAP_EBUSY unless it is writable. */
+int cap_check_writable(const cap_t *c, cap_kind_t k);
+/** CAP_OK when `t` may be stored (HASH non-zero or REF non-NULL); CAP_EINVAL
+ * otherwise (NONE included). */
+int cap_target_validate(const cap_target_t *t);
+/** Store a validated target (retains a Ref). */
+void cap_slot_target_set(cap_slot_target_t *dst, const cap_target_t *t);
+/** Drop what a stored target holds (releases a Ref). */
+void cap_slot_target_drop(cap_slot_target_t *st);
+/** Borrowed public view of a stored target. */
+cap_target_t cap_slot_target_view(const cap_slot_target_t *st);
+
+/** A new reference to a page (atomic). */
+void cap_page_retain(cap_page_t *p);
+/** Root of a page of `page_size` bytes (p NULL: Empty). Loaded pages cache it
+ * once (thread-safe). */
+void cap_page_root(const cap_page_t *p, uint32_t page_size, uint8_t out[32]);
+/** log2(page_size / 32): the depth of a page's chunk tree. */
+unsigned cap_page_depth(uint32_t page_size);
+
+/** Copy an Image description into c's body (one allocation); validates it. */
+int cap_image_body_init(cap_t *c, const cap_image_desc_t *d, cap_err_t *err);
 
 #endif

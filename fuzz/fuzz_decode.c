@@ -1,0 +1,109 @@
+/* libFuzzer target: the wire decoder (cap-schema.md, "Wire form").
+ *
+ * Properties checked on every input (abort() on a violation, so libFuzzer
+ * saves the input):
+ *   - decoding either fails with CAP_EDECODE (a rule name, an offset within
+ *     the input, nothing returned) or succeeds;
+ *   - an accepted input is canonical: cap_wire_size is its length and
+ *     re-encoding gives the same bytes;
+ *   - decode(encode(x)) == x, a copy is equal, and cap_hash succeeds and
+ *     agrees between the cap, its copy and its re-decoding;
+ *   - decoding allocates at most a small multiple of the input length.
+ * AddressSanitizer/UBSan catch out-of-bounds reads and undefined behaviour,
+ * LeakSanitizer any leak (everything is released per input). */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capstore/capstore.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* malloc with a record of live and peak bytes. */
+static size_t live, peak;
+
+static void *fz_allocate(void *ctx, size_t n)
+{
+    (void)ctx;
+    void *p = malloc(n);
+    if (p) {
+        live += n;
+        if (live > peak) peak = live;
+    }
+    return p;
+}
+
+static void *fz_reallocate(void *ctx, void *ptr, size_t old_n, size_t n)
+{
+    (void)ctx;
+    void *p = realloc(ptr, n);
+    if (p) {
+        if (live + n > peak) peak = live + n; /* both blocks may exist for a moment */
+        live = live - (ptr ? old_n : 0) + n;
+    }
+    return p;
+}
+
+static void fz_deallocate(void *ctx, void *ptr, size_t n)
+{
+    (void)ctx;
+    if (ptr) live -= n;
+    free(ptr);
+}
+
+static const cap_alloc_t fz_alloc = {fz_allocate, fz_reallocate, fz_deallocate, NULL};
+
+static void violated(const char *what)
+{
+    fprintf(stderr, "fuzz_decode: property violated: %s\n", what);
+    abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    cap_t *c = NULL;
+    cap_err_t err;
+    live = peak = 0;
+    int rc = cap_wire_decode(data, size, &fz_alloc, &c, &err);
+    if (peak > 8 * size + 4096) violated("decode allocated more than 8x the input");
+    if (rc != CAP_OK) {
+        if (rc != CAP_EDECODE) violated("decode failed with something other than CAP_EDECODE");
+        if (err.code != CAP_EDECODE || !err.what || err.offset > size) violated("bad error detail");
+        if (c) violated("a cap returned on failure");
+        if (live) violated("memory left after a rejection");
+        return 0;
+    }
+    if (!c || size == 0 || (uint8_t)cap_kind(c) != data[0]) violated("decoded cap of the wrong kind");
+
+    size_t n = 0;
+    if (cap_wire_size(c, &n) != CAP_OK || n != size) violated("wire size differs from the input");
+    uint8_t *buf = malloc(size);
+    size_t written = 0;
+    if (!buf) abort();
+    if (cap_wire_encode(c, buf, size, &written) != CAP_OK || written != size ||
+        memcmp(buf, data, size) != 0)
+        violated("re-encoding differs from the input");
+
+    cap_hash_t h1, h2, h3;
+    if (cap_hash(c, &h1) != CAP_OK) violated("cap_hash failed");
+
+    cap_t *again = NULL;
+    if (cap_wire_decode(buf, size, &fz_alloc, &again, NULL) != CAP_OK) violated("re-decoding failed");
+    if (!cap_equal(c, again)) violated("decode(encode(x)) != x");
+    if (cap_hash(again, &h2) != CAP_OK || memcmp(h1.bytes, h2.bytes, 32) != 0)
+        violated("hash of the re-decoded cap differs");
+    cap_release(again);
+    free(buf);
+
+    cap_t *copy = NULL;
+    if (cap_copy(c, &copy) != CAP_OK) violated("cap_copy failed");
+    if (!cap_equal(c, copy)) violated("copy differs");
+    if (cap_hash(copy, &h3) != CAP_OK || memcmp(h1.bytes, h3.bytes, 32) != 0)
+        violated("hash of the copy differs");
+    cap_release(copy);
+    cap_release(c);
+    if (live) violated("memory left after releasing everything");
+    return 0;
+}

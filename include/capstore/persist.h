@@ -1,0 +1,156 @@
+/* capstore — persistence: blob backends for users.
+ *
+ * A backend keeps blobs by hash in their wire form (cap-schema.md). The
+ * store (store.h) asks its backends for a hash it does not hold and hands
+ * them what it flushes; this header opens backends and moves caps in and
+ * out of one directly. Writing a backend of your own: capstore/sys/backend.h.
+ *
+ *   cap_backend_t *db;
+ *   cap_err_t e;
+ *   if (cap_lmdb_open("capstore.lmdb", NULL, &db, &e) != CAP_OK) ...
+ *   cap_persist_put(db, cap, &hash, &e);                   // encode + write
+ *   cap_persist_fetch(db, &hash, alloc, true, &copy, &e);  // read + decode + verify
+ *   cap_backend_free(db);
+ *
+ * The generic functions (cap_persist_*, cap_backend_free) are freestanding;
+ * the LMDB and in-memory backends and the fault injector are host-only. */
+#ifndef CAPSTORE_PERSIST_H
+#define CAPSTORE_PERSIST_H
+
+#include "capstore/cap.h"
+#include "capstore/sys/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Moving caps through any backend --------------------------------------------------------- */
+
+/** Read the blob `h` from `b`, decode it with allocator `a` and, when
+ * `verify` is true, check that it hashes to `h`. *out = a new reference to a
+ * new, writable cap (the caller publishes or releases it).
+ * Errors (*out = NULL, nothing leaks): CAP_ENOTFOUND (not stored),
+ * CAP_EDECODE (stored bytes malformed: err->what, err->offset),
+ * CAP_EMISMATCH (stored bytes decode to a cap of another hash; nothing is
+ * returned), CAP_ENOMEM, CAP_EBACKEND. The store calls this with
+ * verify = !(b->flags & CAP_BACKEND_TRUSTED). */
+int cap_persist_fetch(const cap_backend_t *b, const cap_hash_t *h, const cap_alloc_t *a, bool verify,
+                      cap_t **out, cap_err_t *err);
+
+/** Hash `c`, encode it and write it through (one `write`). *out (may be NULL)
+ * gets the hash. The cap's own allocator holds the encoding meanwhile.
+ * CAP_EUNSETTLED if it holds a Ref. */
+int cap_persist_put(const cap_backend_t *b, const cap_t *c, cap_hash_t *out, cap_err_t *err);
+
+/** Write `n` caps in one batch (one transaction where the backend has
+ * write_batch: all stored or none). `hashes` gives their hashes (as the
+ * store knows them); NULL hashes them here, writing the hashes to
+ * `hashes_out` if that is not NULL. The encodings are made into one scratch
+ * buffer from `a`, freed before returning. What the store's flush calls. */
+int cap_persist_put_batch(const cap_backend_t *b, cap_t *const *caps, const cap_hash_t *hashes,
+                          size_t n, const cap_alloc_t *a, cap_hash_t *hashes_out, cap_err_t *err);
+
+/* LMDB backend (host only) ------------------------------------------------------------------ */
+
+/** cap_lmdb_options_t.flags */
+#define CAP_LMDB_READONLY 1u /**< the file must exist; writes fail (CAP_EBACKEND "read-only") */
+#define CAP_LMDB_TRUSTED 2u  /**< flag the backend CAP_BACKEND_TRUSTED (reads not re-hashed) */
+#define CAP_LMDB_NOSYNC 4u   /**< no fsync at commit: a crash may lose the last commits
+                                  (never corrupts); for benchmarks and scratch files */
+
+typedef struct cap_lmdb_options {
+    unsigned flags;          /**< CAP_LMDB_* */
+    size_t initial_map_size; /**< 0: 16 MiB. The map doubles by itself when full */
+    size_t max_map_size;     /**< 0: no limit but the address space. Past it a write
+                                  fails with CAP_EBACKEND ("map size limit reached") */
+    unsigned file_mode;      /**< permissions of a created file; 0: 0644 (umask applies) */
+} cap_lmdb_options_t;
+
+/** Open (creating it if missing, unless READONLY) the LMDB database file at
+ * `path` — a single file plus "<path>-lock" beside it — as a backend. `opt`
+ * may be NULL for the defaults. Several opens of one file in a process
+ * (under any spelling of its path) share one LMDB environment, as LMDB
+ * requires; the environment closes with the last cap_backend_free. After
+ * fork(), a child must open its own: environments inherited from the parent
+ * are ignored (never closed or used) in the child.
+ * Blobs are keyed by their 32-byte hash; values are the wire form.
+ * `write` commits one transaction per call; `write_batch` one per batch.
+ * A committed write is durable (fsync) unless CAP_LMDB_NOSYNC.
+ * Errors: CAP_EBACKEND (err->what: "no such file", "permission denied",
+ * "not an LMDB file", "already open read-only in this process", ...),
+ * CAP_ENOMEM, CAP_EINVAL (NULL path or out). */
+int cap_lmdb_open(const char *path, const cap_lmdb_options_t *opt, cap_backend_t **out,
+                  cap_err_t *err);
+
+typedef struct cap_lmdb_stats {
+    uint64_t blobs;      /**< entries */
+    uint64_t bytes;      /**< sum of the stored values' lengths */
+    uint64_t map_size;   /**< current map size (the file's upper bound) */
+    uint64_t used_bytes; /**< pages in use times the page size */
+    uint32_t page_size;
+    uint32_t depth;      /**< B-tree depth */
+} cap_lmdb_stats_t;
+
+/** Statistics of an LMDB backend (counting `bytes` walks every entry).
+ * CAP_EINVAL if `b` is not an LMDB backend. */
+int cap_lmdb_stats(const cap_backend_t *b, cap_lmdb_stats_t *st, cap_err_t *err);
+
+/** Whether `b` was made by cap_lmdb_open. */
+bool cap_backend_is_lmdb(const cap_backend_t *b);
+
+/* In-memory backend (host only) ------------------------------------------------------------ */
+
+/** An empty backend in memory (a hash table under a mutex; bytes copied with
+ * `a`, NULL for libc). For tests, and as a shared second tier between
+ * stores. */
+int cap_mem_backend_new(const cap_alloc_t *a, cap_backend_t **out);
+/** Entries held by a memory backend (0 for another backend). */
+size_t cap_mem_backend_count(const cap_backend_t *b);
+
+/* Fault injection (host only; for testing error paths) ------------------------------------- */
+
+/** Which calls a fault plan affects (bit mask). */
+#define CAP_FAULT_READ 1u
+#define CAP_FAULT_WRITE 2u
+#define CAP_FAULT_BATCH 4u
+#define CAP_FAULT_EXISTS 8u
+#define CAP_FAULT_ITERATE 16u
+#define CAP_FAULT_FLUSH 32u
+#define CAP_FAULT_ALL 63u
+
+typedef enum cap_fault_kind {
+    CAP_FAULT_NONE = 0,     /**< pass every call through */
+    CAP_FAULT_IO = 1,       /**< CAP_EBACKEND "simulated I/O error"; nothing done */
+    CAP_FAULT_DISK_FULL = 2,/**< CAP_EBACKEND "no space left on device (simulated)"; nothing written */
+    CAP_FAULT_CORRUPT = 3,  /**< reads succeed but one bit of the bytes is flipped
+                                 (byte n-1-corrupt_offset, clamped to the data) */
+    CAP_FAULT_TRUNCATE = 4, /**< reads succeed but return only the first half of the bytes */
+    CAP_FAULT_NOTFOUND = 5, /**< reads and exists report CAP_ENOTFOUND */
+    CAP_FAULT_SWAP = 6      /**< reads return the bytes stored under `swap_with` */
+} cap_fault_kind_t;
+
+typedef struct cap_fault_plan {
+    cap_fault_kind_t kind;
+    unsigned ops;            /**< CAP_FAULT_READ | ...: the calls affected */
+    uint64_t after;          /**< let this many affected calls pass first */
+    uint64_t count;          /**< then fault this many (0: every one from then on) */
+    size_t corrupt_offset;   /**< CAP_FAULT_CORRUPT: which byte, counted from the end */
+    cap_hash_t swap_with;    /**< CAP_FAULT_SWAP */
+} cap_fault_plan_t;
+
+/** Wrap `inner` in a backend that injects faults by plan (initially none).
+ * With `own_inner`, freeing the wrapper frees `inner`. Flags are copied from
+ * `inner`. CAP_ENOMEM, CAP_EINVAL. */
+int cap_fault_backend_new(cap_backend_t *inner, bool own_inner, cap_backend_t **out);
+/** Replace the plan (and restart its counting). Thread-safe. */
+void cap_fault_backend_set(cap_backend_t *fb, const cap_fault_plan_t *plan);
+/** How many faults the wrapper has injected, and how many calls it has seen
+ * (all kinds together) since it was made. */
+uint64_t cap_fault_backend_injected(const cap_backend_t *fb);
+uint64_t cap_fault_backend_calls(const cap_backend_t *fb);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,150 @@
+/* capstore — the interface for blob backend authors.
+ *
+ * A backend keeps blobs outside memory: wire-form bytes (cap-schema.md,
+ * "Wire form") keyed by their 32-byte cap hash. The store asks its backends
+ * for a hash it does not hold and hands them the blobs it flushes; users
+ * normally only open one (persist.h: cap_lmdb_open, cap_mem_backend_new) and
+ * attach it. This header is for those who write a backend, as libgit2 keeps
+ * git2/sys/odb_backend.h apart from git2/odb.h.
+ *
+ * A backend is a versioned table of functions that all receive the table's
+ * `ctx`. Whoever creates the table fills `version` with CAP_BACKEND_VERSION
+ * (use CAP_BACKEND_INIT), so that a library built against a later version
+ * can recognise an older table. Optional entries may be NULL; the
+ * cap_backend_* wrappers below supply the fallbacks, and are what callers
+ * (the store, the tools) use rather than the raw pointers.
+ *
+ * Rules every backend follows:
+ *   - Content addressing: `write` of a hash already held succeeds and changes
+ *     nothing (the bytes are the same by construction). A backend does not
+ *     hash what it is given; readers verify (cap_persist_fetch), unless the
+ *     backend is flagged CAP_BACKEND_TRUSTED.
+ *   - Errors are returned, never raised: CAP_ENOTFOUND for an absent hash,
+ *     CAP_ENOMEM when the caller's allocator fails, CAP_EBACKEND for anything
+ *     else (I/O, full disk, closed, read-only) with err->what set to static
+ *     text naming the reason. A backend never aborts the process and never
+ *     leaves a partial batch behind when it reports failure.
+ *   - Thread safety: every entry may be called from several threads at once
+ *     (the store calls its backends without holding its own lock).
+ *   - `err` arguments may be NULL.
+ *
+ * Freestanding: this header needs only common.h, so a guest kernel can
+ * implement a backend over its own transport. */
+#ifndef CAPSTORE_SYS_BACKEND_H
+#define CAPSTORE_SYS_BACKEND_H
+
+#include "capstore/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The table version this header describes. */
+#define CAP_BACKEND_VERSION 1u
+
+/** Backend flags (cap_backend_t.flags). */
+#define CAP_BACKEND_TRUSTED 1u  /**< reads need no hash verification (decode still strict) */
+#define CAP_BACKEND_READONLY 2u /**< writes fail with CAP_EBACKEND ("read-only") */
+
+/** One blob of a batch: its hash and its wire bytes (borrowed for the call). */
+typedef struct cap_backend_item {
+    cap_hash_t hash;
+    const uint8_t *bytes;
+    size_t n;
+} cap_backend_item_t;
+
+/** Iteration callback: one stored blob, its bytes borrowed for the call.
+ * Return 0 to go on; any other value stops the iteration, which then
+ * returns that value. */
+typedef int (*cap_backend_iter_fn)(void *arg, const cap_hash_t *h, const uint8_t *bytes, size_t n);
+
+typedef struct cap_backend cap_backend_t;
+
+struct cap_backend {
+    /** CAP_BACKEND_VERSION when the table was written (checked first). */
+    unsigned version;
+    /** CAP_BACKEND_TRUSTED, CAP_BACKEND_READONLY. */
+    unsigned flags;
+    /** Short static name for messages ("lmdb", "mem", "fault"). May be NULL. */
+    const char *name;
+    /** Passed to every function below. */
+    void *ctx;
+
+    /** Required. Look `h` up. Found: *bytes = a new buffer of *n bytes from
+     * `a` (the caller frees it with a->deallocate(a->ctx, *bytes, *n)), or
+     * *bytes = NULL when *n == 0 (nothing to free). Absent: CAP_ENOTFOUND,
+     * *bytes = NULL, *n = 0. Also CAP_ENOMEM, CAP_EBACKEND. */
+    int (*read)(void *ctx, const cap_hash_t *h, const cap_alloc_t *a, uint8_t **bytes, size_t *n,
+                cap_err_t *err);
+
+    /** Required unless the backend is read-only. Store `n` bytes under `h`
+     * (write-through: durable when it returns CAP_OK, if the backend is
+     * durable at all). Idempotent. */
+    int (*write)(void *ctx, const cap_hash_t *h, const uint8_t *bytes, size_t n, cap_err_t *err);
+
+    /** Optional. Store `n` items in one transaction: on CAP_OK all of them
+     * are stored (and durable), on failure none of them is. NULL: the
+     * wrapper writes the items one by one (not atomic). */
+    int (*write_batch)(void *ctx, const cap_backend_item_t *items, size_t n, cap_err_t *err);
+
+    /** Optional. Make every write that returned CAP_OK durable (for backends
+     * that buffer). NULL: nothing to do. */
+    int (*flush)(void *ctx, cap_err_t *err);
+
+    /** Optional. CAP_OK if `h` is stored, CAP_ENOTFOUND if not, or an error.
+     * NULL: the wrapper calls `read` with an allocator that refuses every
+     * block and notes whether it was asked (a backend asks for the buffer
+     * only once it has found the blob). */
+    int (*exists)(void *ctx, const cap_hash_t *h, cap_err_t *err);
+
+    /** Optional. Call `fn` once per stored blob, in an order of the
+     * backend's choosing, over a consistent snapshot. `fn` may call `read`
+     * and `exists` on the same backend. Returns CAP_OK after the last blob,
+     * or what `fn` returned when it stopped early, or an error.
+     * NULL: cap_backend_iterate returns CAP_EBACKEND ("iterate not supported"). */
+    int (*iterate)(void *ctx, cap_backend_iter_fn fn, void *arg, cap_err_t *err);
+
+    /** Optional. Release the backend: `ctx` and, if the backend allocated
+     * it, this table. Called once, by cap_backend_free, when no other call
+     * is in flight. */
+    void (*free)(void *ctx);
+};
+
+/** Static initialiser for a table: the version filled in, the rest zero. */
+#define CAP_BACKEND_INIT {CAP_BACKEND_VERSION, 0u, (const char *)0, (void *)0, 0, 0, 0, 0, 0, 0, 0}
+
+/** CAP_OK if the table is usable: version 1..CAP_BACKEND_VERSION and `read`
+ * set (and `write` unless CAP_BACKEND_READONLY). Else CAP_EINVAL with
+ * err->what naming the problem. The store checks this when a backend is
+ * attached. */
+int cap_backend_check(const cap_backend_t *b, cap_err_t *err);
+
+/* Wrappers: argument checks, fallbacks for optional entries, and the error
+ * detail filled in (a backend that returns CAP_EBACKEND without a reason
+ * gets "backend error"). They are freestanding. */
+
+int cap_backend_read(const cap_backend_t *b, const cap_hash_t *h, const cap_alloc_t *a,
+                     uint8_t **bytes, size_t *n, cap_err_t *err);
+int cap_backend_write(const cap_backend_t *b, const cap_hash_t *h, const uint8_t *bytes, size_t n,
+                      cap_err_t *err);
+/** One transaction when the backend has write_batch, else item by item
+ * (stops at the first failure; earlier items stay written). n == 0 is CAP_OK. */
+int cap_backend_write_batch(const cap_backend_t *b, const cap_backend_item_t *items, size_t n,
+                            cap_err_t *err);
+int cap_backend_flush(const cap_backend_t *b, cap_err_t *err);
+/** CAP_OK (present), CAP_ENOTFOUND (absent) or an error. */
+int cap_backend_exists(const cap_backend_t *b, const cap_hash_t *h, cap_err_t *err);
+int cap_backend_iterate(const cap_backend_t *b, cap_backend_iter_fn fn, void *arg, cap_err_t *err);
+/** Release the backend (calls its `free`). NULL is a no-op. The backend must
+ * not be attached to a live store or in use by another thread. */
+void cap_backend_free(cap_backend_t *b);
+
+/** Fill `err` (if not NULL) with `code` and the static `what`; returns `code`.
+ * For backend authors. */
+int cap_backend_fail(cap_err_t *err, int code, const char *what);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

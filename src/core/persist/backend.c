@@ -1,0 +1,301 @@
+/* Backend wrappers and moving caps through a backend (sys/backend.h,
+ * persist.h: cap_backend_*, cap_persist_*).
+ *
+ * Freestanding: it calls nothing but the backend table, the wire codec and
+ * cap_hash, so the store's provider path can use it in the guest too. */
+#include "capstore/persist.h"
+
+#define bc_memcpy __builtin_memcpy
+#define bc_memcmp __builtin_memcmp
+
+int cap_backend_fail(cap_err_t *err, int code, const char *what)
+{
+    if (err) {
+        err->code = code;
+        err->what = what;
+        err->offset = 0;
+        err->id = 0;
+        err->expected = 0;
+        err->got = 0;
+    }
+    return code;
+}
+
+/* A backend's result, with a reason filled in when it left none. */
+static int settle_rc(int rc, cap_err_t *err)
+{
+    if (rc == CAP_OK) return CAP_OK;
+    /* A backend may only report negative codes; anything else is its bug. */
+    if (rc > 0) return cap_backend_fail(err, CAP_EBACKEND, "backend returned a positive code");
+    if (err) {
+        err->code = rc;
+        if (!err->what) {
+            switch (rc) {
+            case CAP_ENOTFOUND: err->what = "not stored"; break;
+            case CAP_ENOMEM: err->what = "out of memory"; break;
+            case CAP_EBACKEND: err->what = "backend error"; break;
+            default: break;
+            }
+        }
+    }
+    return rc;
+}
+
+static void clear_err(cap_err_t *err)
+{
+    if (err) cap_backend_fail(err, CAP_OK, (const char *)0);
+}
+
+int cap_backend_check(const cap_backend_t *b, cap_err_t *err)
+{
+    if (!b) return cap_backend_fail(err, CAP_EINVAL, "NULL backend");
+    if (b->version == 0 || b->version > CAP_BACKEND_VERSION)
+        return cap_backend_fail(err, CAP_EINVAL, "unknown backend table version");
+    if (!b->read) return cap_backend_fail(err, CAP_EINVAL, "backend has no read function");
+    if (!b->write && !(b->flags & CAP_BACKEND_READONLY))
+        return cap_backend_fail(err, CAP_EINVAL, "writable backend has no write function");
+    clear_err(err);
+    return CAP_OK;
+}
+
+int cap_backend_read(const cap_backend_t *b, const cap_hash_t *h, const cap_alloc_t *a,
+                     uint8_t **bytes, size_t *n, cap_err_t *err)
+{
+    if (bytes) *bytes = (uint8_t *)0;
+    if (n) *n = 0;
+    if (!b || !h || !a || !bytes || !n) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
+    int rc = cap_backend_check(b, err);
+    if (rc != CAP_OK) return rc;
+    rc = b->read(b->ctx, h, a, bytes, n, err);
+    if (rc != CAP_OK) {
+        /* Never hand a half-result to the caller. */
+        if (*bytes && *n) a->deallocate(a->ctx, *bytes, *n);
+        *bytes = (uint8_t *)0;
+        *n = 0;
+        return settle_rc(rc, err);
+    }
+    if (*n == 0 && *bytes) *bytes = (uint8_t *)0; /* nothing to free by contract */
+    return CAP_OK;
+}
+
+int cap_backend_write(const cap_backend_t *b, const cap_hash_t *h, const uint8_t *bytes, size_t n,
+                      cap_err_t *err)
+{
+    if (!b || !h || (!bytes && n)) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
+    int rc = cap_backend_check(b, err);
+    if (rc != CAP_OK) return rc;
+    if ((b->flags & CAP_BACKEND_READONLY) || !b->write)
+        return cap_backend_fail(err, CAP_EBACKEND, "read-only");
+    clear_err(err);
+    return settle_rc(b->write(b->ctx, h, bytes, n, err), err);
+}
+
+int cap_backend_write_batch(const cap_backend_t *b, const cap_backend_item_t *items, size_t n,
+                            cap_err_t *err)
+{
+    if (!b || (!items && n)) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
+    int rc = cap_backend_check(b, err);
+    if (rc != CAP_OK) return rc;
+    if ((b->flags & CAP_BACKEND_READONLY) || !b->write)
+        return cap_backend_fail(err, CAP_EBACKEND, "read-only");
+    clear_err(err);
+    if (n == 0) return CAP_OK;
+    if (b->write_batch) return settle_rc(b->write_batch(b->ctx, items, n, err), err);
+    for (size_t i = 0; i < n; i++) {
+        rc = b->write(b->ctx, &items[i].hash, items[i].bytes, items[i].n, err);
+        if (rc != CAP_OK) return settle_rc(rc, err);
+    }
+    return CAP_OK;
+}
+
+int cap_backend_flush(const cap_backend_t *b, cap_err_t *err)
+{
+    int rc = cap_backend_check(b, err);
+    if (rc != CAP_OK) return rc;
+    if (!b->flush) return CAP_OK;
+    return settle_rc(b->flush(b->ctx, err), err);
+}
+
+static void *probe_allocate(void *ctx, size_t size)
+{
+    (void)size;
+    *(int *)ctx = 1;
+    return (void *)0;
+}
+
+static void *probe_reallocate(void *ctx, void *ptr, size_t old_size, size_t new_size)
+{
+    (void)ptr;
+    (void)old_size;
+    (void)new_size;
+    *(int *)ctx = 1;
+    return (void *)0;
+}
+
+static void probe_deallocate(void *ctx, void *ptr, size_t size)
+{
+    (void)ctx;
+    (void)ptr;
+    (void)size;
+}
+
+int cap_backend_exists(const cap_backend_t *b, const cap_hash_t *h, cap_err_t *err)
+{
+    if (!h) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
+    int rc = cap_backend_check(b, err);
+    if (rc != CAP_OK) return rc;
+    if (b->exists) {
+        rc = b->exists(b->ctx, h, err);
+        if (rc == CAP_ENOTFOUND) {
+            clear_err(err);
+            if (err) err->code = CAP_ENOTFOUND;
+            return CAP_ENOTFOUND;
+        }
+        return settle_rc(rc, err);
+    }
+    /* Fallback: a read whose allocator refuses every block but notes that it
+     * was asked; a backend asks for the buffer only once it found the blob. */
+    int asked = 0;
+    cap_alloc_t probe = {probe_allocate, probe_reallocate, probe_deallocate, &asked};
+    uint8_t *bytes = (uint8_t *)0;
+    size_t n = 0;
+    rc = b->read(b->ctx, h, &probe, &bytes, &n, err);
+    if (rc == CAP_OK || asked) {
+        clear_err(err);
+        return CAP_OK;
+    }
+    if (rc == CAP_ENOTFOUND) {
+        clear_err(err);
+        if (err) err->code = CAP_ENOTFOUND;
+        return CAP_ENOTFOUND;
+    }
+    return settle_rc(rc, err);
+}
+
+int cap_backend_iterate(const cap_backend_t *b, cap_backend_iter_fn fn, void *arg, cap_err_t *err)
+{
+    if (!fn) return cap_backend_fail(err, CAP_EINVAL, "NULL callback");
+    int rc = cap_backend_check(b, err);
+    if (rc != CAP_OK) return rc;
+    if (!b->iterate) return cap_backend_fail(err, CAP_EBACKEND, "iterate not supported");
+    rc = b->iterate(b->ctx, fn, arg, err);
+    /* A callback's own stop value (positive or negative) passes unchanged. */
+    return rc;
+}
+
+void cap_backend_free(cap_backend_t *b)
+{
+    if (!b || !b->free) return;
+    b->free(b->ctx);
+}
+
+/* Moving caps ------------------------------------------------------------------------------ */
+
+int cap_persist_fetch(const cap_backend_t *b, const cap_hash_t *h, const cap_alloc_t *a, bool verify,
+                      cap_t **out, cap_err_t *err)
+{
+    if (out) *out = (cap_t *)0;
+    if (!b || !h || !a || !out) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
+    uint8_t *bytes;
+    size_t n;
+    int rc = cap_backend_read(b, h, a, &bytes, &n, err);
+    if (rc != CAP_OK) return rc;
+    if (n == 0) {
+        if (err) {
+            cap_backend_fail(err, CAP_EDECODE, "empty input");
+        }
+        return CAP_EDECODE;
+    }
+    cap_t *c = (cap_t *)0;
+    clear_err(err);
+    rc = cap_wire_decode(bytes, n, a, &c, err);
+    a->deallocate(a->ctx, bytes, n);
+    if (rc != CAP_OK) return rc;
+    if (verify) {
+        cap_hash_t got;
+        rc = cap_hash(c, &got);
+        if (rc != CAP_OK) {
+            cap_release(c);
+            return cap_backend_fail(err, rc, "hashing the stored cap failed");
+        }
+        if (bc_memcmp(got.bytes, h->bytes, 32) != 0) {
+            cap_release(c);
+            return cap_backend_fail(err, CAP_EMISMATCH, "stored bytes hash to another value");
+        }
+    }
+    *out = c;
+    return CAP_OK;
+}
+
+int cap_persist_put(const cap_backend_t *b, const cap_t *c, cap_hash_t *out, cap_err_t *err)
+{
+    if (!b || !c) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
+    cap_hash_t h;
+    int rc = cap_hash(c, &h);
+    if (rc != CAP_OK) return cap_backend_fail(err, rc, "cap_hash failed");
+    const cap_alloc_t *a = cap_allocator(c);
+    uint8_t *buf;
+    size_t n;
+    rc = cap_wire_encode_alloc(c, a, &buf, &n);
+    if (rc != CAP_OK) return cap_backend_fail(err, rc, "encoding failed");
+    rc = cap_backend_write(b, &h, buf, n, err);
+    a->deallocate(a->ctx, buf, n);
+    if (rc == CAP_OK && out) *out = h;
+    return rc;
+}
+
+int cap_persist_put_batch(const cap_backend_t *b, cap_t *const *caps, const cap_hash_t *hashes,
+                          size_t n, const cap_alloc_t *a, cap_hash_t *hashes_out, cap_err_t *err)
+{
+    if (!b || (!caps && n) || !a) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
+    if (n == 0) {
+        clear_err(err);
+        return CAP_OK;
+    }
+    /* One block: the items array, then every encoding back to back. */
+    size_t total = 0;
+    if (n > ((size_t)-1) / sizeof(cap_backend_item_t))
+        return cap_backend_fail(err, CAP_ENOMEM, "batch too large");
+    size_t head = n * sizeof(cap_backend_item_t);
+    total = head;
+    for (size_t i = 0; i < n; i++) {
+        if (!caps[i]) return cap_backend_fail(err, CAP_EINVAL, "NULL cap in batch");
+        size_t sz;
+        int rc = cap_wire_size(caps[i], &sz);
+        if (rc != CAP_OK) return cap_backend_fail(err, rc, "cap cannot be encoded");
+        if (sz > ((size_t)-1) - total) return cap_backend_fail(err, CAP_ENOMEM, "batch too large");
+        total += sz;
+    }
+    uint8_t *block = a->allocate(a->ctx, total);
+    if (!block) return cap_backend_fail(err, CAP_ENOMEM, "out of memory");
+    cap_backend_item_t *items = (cap_backend_item_t *)(void *)block;
+    size_t pos = head;
+    int rc = CAP_OK;
+    for (size_t i = 0; i < n; i++) {
+        size_t written;
+        rc = cap_wire_encode(caps[i], block + pos, total - pos, &written);
+        if (rc != CAP_OK) {
+            cap_backend_fail(err, rc, "encoding failed");
+            goto out;
+        }
+        items[i].bytes = block + pos;
+        items[i].n = written;
+        pos += written;
+        if (hashes) {
+            items[i].hash = hashes[i];
+        } else {
+            rc = cap_hash(caps[i], &items[i].hash);
+            if (rc != CAP_OK) {
+                cap_backend_fail(err, rc, "cap_hash failed");
+                goto out;
+            }
+        }
+    }
+    rc = cap_backend_write_batch(b, items, n, err);
+    if (rc == CAP_OK && hashes_out) {
+        for (size_t i = 0; i < n; i++) bc_memcpy(&hashes_out[i], &items[i].hash, sizeof(cap_hash_t));
+    }
+out:
+    a->deallocate(a->ctx, block, total);
+    return rc;
+}

@@ -1,0 +1,77 @@
+/* Portable SHA-256 of 64-byte inputs: two compressions per node, the second
+ * on the constant padding block whose schedule is precomputed. */
+#include "base.h"
+#include "sha256/sha256_internal.h"
+
+#define ROTR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+#define BSIG0(x) (ROTR(x, 2) ^ ROTR(x, 13) ^ ROTR(x, 22))
+#define BSIG1(x) (ROTR(x, 6) ^ ROTR(x, 11) ^ ROTR(x, 25))
+#define SSIG0(x) (ROTR(x, 7) ^ ROTR(x, 18) ^ ((x) >> 3))
+#define SSIG1(x) (ROTR(x, 17) ^ ROTR(x, 19) ^ ((x) >> 10))
+#define CH(e, f, g) (((e) & (f)) ^ (~(e) & (g)))
+#define MAJ(a, b, c) (((a) & (b)) ^ ((a) & (c)) ^ ((b) & (c)))
+
+/* One round with the variables renamed instead of shifted: only d and h
+ * change, the caller rotates the names. */
+#define ROUND(a, b, c, d, e, f, g, h, wk)                                                 \
+    do {                                                                                  \
+        uint32_t t1_ = (h) + BSIG1(e) + CH(e, f, g) + (wk);                               \
+        uint32_t t2_ = BSIG0(a) + MAJ(a, b, c);                                           \
+        (d) += t1_;                                                                       \
+        (h) = t1_ + t2_;                                                                  \
+    } while (0)
+
+static inline uint32_t load_be32(const uint8_t *p)
+{
+    uint32_t v;
+    cap_memcpy(&v, p, 4);
+    return __builtin_bswap32(v);
+}
+
+static inline void store_be32(uint8_t *p, uint32_t v)
+{
+    v = __builtin_bswap32(v);
+    cap_memcpy(p, &v, 4);
+}
+
+/* 64 rounds on state s with the given W[t] + K[t]. */
+static void compress(uint32_t s[8], const uint32_t wk[64])
+{
+    uint32_t a = s[0], b = s[1], c = s[2], d = s[3], e = s[4], f = s[5], g = s[6], h = s[7];
+    for (int t = 0; t < 64; t += 8) {
+        ROUND(a, b, c, d, e, f, g, h, wk[t + 0]);
+        ROUND(h, a, b, c, d, e, f, g, wk[t + 1]);
+        ROUND(g, h, a, b, c, d, e, f, wk[t + 2]);
+        ROUND(f, g, h, a, b, c, d, e, wk[t + 3]);
+        ROUND(e, f, g, h, a, b, c, d, wk[t + 4]);
+        ROUND(d, e, f, g, h, a, b, c, wk[t + 5]);
+        ROUND(c, d, e, f, g, h, a, b, wk[t + 6]);
+        ROUND(b, c, d, e, f, g, h, a, wk[t + 7]);
+    }
+    s[0] += a;
+    s[1] += b;
+    s[2] += c;
+    s[3] += d;
+    s[4] += e;
+    s[5] += f;
+    s[6] += g;
+    s[7] += h;
+}
+
+void cap_sha256_nodes_portable(uint8_t *out, const uint8_t *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++, in += 64, out += 32) {
+        uint32_t w[64];
+        /* The whole input is read here, before the digest is stored: that is
+         * what makes out == in safe. */
+        for (int t = 0; t < 16; t++) w[t] = load_be32(in + 4 * t);
+        for (int t = 16; t < 64; t++) w[t] = SSIG1(w[t - 2]) + w[t - 7] + SSIG0(w[t - 15]) + w[t - 16];
+        for (int t = 0; t < 64; t++) w[t] += cap_sha256_k[t];
+
+        uint32_t s[8];
+        for (int j = 0; j < 8; j++) s[j] = cap_sha256_iv[j];
+        compress(s, w);
+        compress(s, cap_sha256_pad_wk);
+        for (int j = 0; j < 8; j++) store_be32(out + 4 * j, s[j]);
+    }
+}

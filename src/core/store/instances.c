@@ -1,0 +1,210 @@
+/* The instance tier: entries are the handles themselves (no id table), each
+ * on its shard's list; the shard lock guards the entry's cap. */
+#include "store/store_internal.h"
+
+/* Make a new entry holding `c` (the caller's reference passes to the store,
+ * or is released on failure) and hand out its first handle reference. */
+static int put_entry(cap_store_t *s, cap_t *c, cap_ref_t **out)
+{
+    int rc = store_ensure_ready(s);
+    if (rc) {
+        cap_release(c);
+        return rc;
+    }
+    store_entry_t *e = store_entry_new(s, c);
+    if (!e) {
+        cap_release(c);
+        return CAP_ENOMEM;
+    }
+    /* Ids are handed out in order and never reused; UINT64_MAX is never
+     * issued (the seed's checked_add): once next_id reaches it, the space is
+     * exhausted. */
+    uint64_t id = atomic_load_explicit(&s->next_id, memory_order_relaxed);
+    do {
+        if (id == UINT64_MAX) {
+            store_entry_discard(s, e);
+            cap_release(c);
+            return CAP_EIDSPACE;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&s->next_id, &id, id + 1,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    e->ref.id = id;
+    atomic_fetch_add_explicit(&s->live, 1, memory_order_relaxed);
+    store_shard_t *sh = store_shard(s, store_entry_shard(e));
+    store_lock(s, sh->lock);
+    store_entry_link_locked(s, e);
+    store_unlock(s, sh->lock);
+    *out = &e->ref;
+    return CAP_OK;
+}
+
+int cap_store_put_instance(cap_store_t *s, cap_t *cap, cap_ref_t **out)
+{
+    if (out)
+        *out = (cap_ref_t *)0;
+    if (!s || !cap || !out)
+        return CAP_EINVAL;
+    if (!store_cap_refs_owned(s, cap))
+        return CAP_EINVAL;
+    return put_entry(s, cap_retain(cap), out);
+}
+
+int cap_store_promote_blob_to_instance(cap_store_t *s, const cap_hash_t *h, cap_ref_t **out)
+{
+    if (out)
+        *out = (cap_ref_t *)0;
+    if (!s || !h || !out)
+        return CAP_EINVAL;
+    cap_t *c;
+    int rc = cap_store_get_blob(s, h, &c);
+    if (rc)
+        return rc;
+    return put_entry(s, c, out); /* shares the blob's cap: no copy */
+}
+
+static void set_missing(cap_err_t *err, uint64_t id)
+{
+    if (err) {
+        cap_memset(err, 0, sizeof *err);
+        err->code = CAP_EINSTANCEMISSING;
+        err->id = id;
+    }
+}
+
+int cap_store_get_instance(cap_store_t *s, cap_ref_t *r, cap_t **out)
+{
+    if (out)
+        *out = (cap_t *)0;
+    if (!s || !out)
+        return CAP_EINVAL;
+    store_entry_t *e = store_entry_of(s, r);
+    if (!e)
+        return CAP_EINVAL;
+    if (!store_is_ready(s))
+        return CAP_EINSTANCEMISSING;
+    store_shard_t *sh = store_shard(s, store_entry_shard(e));
+    cap_t *c = (cap_t *)0;
+    store_lock(s, sh->lock);
+    if (e->linked)
+        c = cap_retain(e->cap);
+    store_unlock(s, sh->lock);
+    if (!c)
+        return CAP_EINSTANCEMISSING;
+    *out = c;
+    return CAP_OK;
+}
+
+int cap_store_get(cap_store_t *s, const cap_target_t *t, cap_t **out)
+{
+    if (out)
+        *out = (cap_t *)0;
+    if (!s || !t || !out)
+        return CAP_EINVAL;
+    switch (t->kind) {
+    case CAP_TARGET_HASH:
+        return cap_store_get_blob(s, &t->hash, out);
+    case CAP_TARGET_REF:
+        return cap_store_get_instance(s, t->ref, out);
+    default:
+        return CAP_EINVAL;
+    }
+}
+
+int cap_store_set_instance(cap_store_t *s, cap_ref_t *r, cap_t *cap, cap_err_t *err)
+{
+    if (!s || !cap)
+        return CAP_EINVAL;
+    store_entry_t *e = store_entry_of(s, r);
+    if (!e || !store_cap_refs_owned(s, cap))
+        return CAP_EINVAL;
+    if (!store_is_ready(s)) {
+        set_missing(err, e->ref.id);
+        return CAP_EINSTANCEMISSING;
+    }
+    store_shard_t *sh = store_shard(s, store_entry_shard(e));
+    cap_t *old = (cap_t *)0;
+    bool found;
+    store_lock(s, sh->lock);
+    found = e->linked != 0;
+    if (found) {
+        old = e->cap;
+        e->cap = cap_retain(cap);
+        e->version++;
+    }
+    store_unlock(s, sh->lock);
+    if (!found) {
+        set_missing(err, e->ref.id);
+        return CAP_EINSTANCEMISSING;
+    }
+    cap_release(old); /* outside the lock: may cascade into handle releases */
+    return CAP_OK;
+}
+
+/* Edit on a writable copy, committed only if the entry still holds the cap
+ * the copy was made from (its version is unchanged); otherwise the edit runs
+ * again on the new state. An error from `edit` abandons it: nothing changes.
+ * (Editing in place when only the store holds the cap would save the copy,
+ * but an abandoned edit could then not be undone; the cap layer has no undo.) */
+int cap_store_edit_instance(cap_store_t *s, cap_ref_t *r, int (*edit)(cap_t *c, void *arg),
+                            void *arg, cap_err_t *err)
+{
+    if (!s || !edit)
+        return CAP_EINVAL;
+    store_entry_t *e = store_entry_of(s, r);
+    if (!e)
+        return CAP_EINVAL;
+    if (!store_is_ready(s)) {
+        set_missing(err, e->ref.id);
+        return CAP_EINSTANCEMISSING;
+    }
+    store_shard_t *sh = store_shard(s, store_entry_shard(e));
+    for (;;) {
+        cap_t *c = (cap_t *)0;
+        uint64_t version = 0;
+        store_lock(s, sh->lock);
+        if (e->linked) {
+            c = cap_retain(e->cap);
+            version = e->version;
+        }
+        store_unlock(s, sh->lock);
+        if (!c) {
+            set_missing(err, e->ref.id);
+            return CAP_EINSTANCEMISSING;
+        }
+        cap_t *copy;
+        int rc = cap_copy(c, &copy);
+        cap_release(c);
+        if (rc)
+            return rc;
+        rc = edit(copy, arg);
+        if (rc == CAP_OK && !store_cap_refs_owned(s, copy))
+            rc = CAP_EINVAL;
+        if (rc) {
+            cap_release(copy);
+            return rc;
+        }
+        cap_t *old = (cap_t *)0;
+        int state; /* 0 committed, 1 changed meanwhile, 2 gone */
+        store_lock(s, sh->lock);
+        if (!e->linked) {
+            state = 2;
+        } else if (e->version != version) {
+            state = 1;
+        } else {
+            old = e->cap;
+            e->cap = copy;
+            e->version++;
+            state = 0;
+        }
+        store_unlock(s, sh->lock);
+        if (state == 0) {
+            cap_release(old);
+            return CAP_OK;
+        }
+        cap_release(copy);
+        if (state == 2) {
+            set_missing(err, e->ref.id);
+            return CAP_EINSTANCEMISSING;
+        }
+    }
+}

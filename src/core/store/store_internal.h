@@ -1,0 +1,179 @@
+/* Internal layout of the store (src/core/store only). Not installed.
+ *
+ * Layout
+ *   header      struct cap_store: options, counters, the dead list. Lives in
+ *               the caller's storage (in place) or in one allocation, and
+ *               outlives cap_store_free until the last handle is gone.
+ *   shards      STORE_SHARDS shards, allocated with their locks on first use:
+ *               each has a lock, an open-addressing blob table (linear
+ *               probing) and the intrusive list of the instance entries whose
+ *               id maps to it (id % STORE_SHARDS).
+ *   dead lock   guards the dead list and every change of a handle's IN_STORE
+ *               or QUEUED bit; allocated on first use, freed with the header.
+ *
+ * Lock order: shard locks in increasing index, then the dead lock. No cap is
+ * released and no handle freed while any store lock is held.
+ *
+ * Handle protocol (state word, see cap_internal.h): an entry is dead when no
+ * outside reference is left while IN_STORE is set. The release that takes the
+ * outside count from 1 to 0 while IN_STORE pushes the entry on the dead list
+ * under the dead lock (setting QUEUED); store-side removals clear IN_STORE
+ * under the dead lock; whoever leaves the state at exactly 0 frees the
+ * handle, except that a QUEUED entry is freed only by whoever pops it. */
+#ifndef CAPSTORE_STORE_INTERNAL_H
+#define CAPSTORE_STORE_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base.h"
+#include "cap/cap_internal.h"
+#include "capstore/store.h"
+
+#define STORE_SHARD_BITS 6u
+#define STORE_SHARDS (1u << STORE_SHARD_BITS)
+#define STORE_LINE 64u
+#define STORE_BLOB_MIN_LOG 4u
+
+/* An instance entry; its first member is the handle callers hold. */
+typedef struct store_entry {
+    struct cap_ref ref;
+    cap_t *cap;                    /* guarded by the shard lock; NULL once removed */
+    uint64_t version;              /* bumped on every change of `cap` (shard lock) */
+    struct store_entry *prev;      /* shard list (shard lock) */
+    struct store_entry *next;
+    struct store_entry *dead_next; /* dead list (dead lock) */
+    uint8_t linked;                /* in its shard's list (shard lock) */
+} store_entry_t;
+
+typedef struct blob_slot {
+    cap_hash_t key;
+    cap_t *cap; /* NULL: empty slot */
+} blob_slot_t;
+
+/* A shard's blob table is one allocation: `1 << log` tag bytes (0: empty
+ * slot, else 0x80 | 7 bits of the key's mix), then the slots. A probe reads
+ * the tags (a shard's tags fit a few cache lines) and compares keys only on
+ * a tag match, so a miss never touches the 40-byte slots. */
+typedef struct store_shard {
+    void *lock;
+    uint8_t *tags;      /* NULL until the first insert */
+    blob_slot_t *slots; /* inside the same allocation as tags */
+    unsigned log;       /* capacity = 1 << log when tags != NULL */
+    size_t count;       /* blobs in this shard */
+    store_entry_t *head;
+} store_shard_t;
+
+/* One shard per cache line, so readers of different shards do not contend. */
+typedef union store_shard_slot {
+    store_shard_t sh;
+    unsigned char pad[STORE_LINE];
+} store_shard_slot_t;
+
+_Static_assert(sizeof(store_shard_t) <= STORE_LINE, "shard fits a line");
+
+enum { STORE_UNINIT = 0, STORE_INITIALISING = 1, STORE_READY = 2, STORE_CLOSED = 3 };
+
+struct cap_store {
+    /* Read-mostly: every lookup reads these. */
+    const cap_alloc_t *alloc;
+    const cap_lock_hooks_t *hooks; /* NULL: built-in spin locks */
+    uint64_t seed0, seed1;
+    unsigned flags;
+    uint8_t in_place;
+    _Atomic uint32_t init_state;
+    store_shard_slot_t *shards; /* STORE_SHARDS of them (first use) */
+    void *block;                /* shards + shard locks, one allocation */
+    size_t block_size;
+    void *dead_lock;            /* its own allocation; freed with the header */
+    size_t lock_size;           /* bytes reserved per lock */
+    unsigned char pad0[STORE_LINE];
+    /* Written by puts, handle creation and frees (never by lookups). */
+    _Atomic uint64_t live;      /* 1 while open + one per live handle */
+    _Atomic uint64_t next_id;   /* UINT64_MAX: exhausted */
+    _Atomic size_t blob_count;
+    _Atomic size_t instance_count;
+    unsigned char pad1[STORE_LINE];
+    /* Guarded by the dead lock. */
+    store_entry_t *dead_head;
+    size_t dead_count;
+};
+
+_Static_assert(sizeof(struct cap_store) <= CAP_STORE_STORAGE_SIZE, "store header fits its storage");
+
+/* lock.c ------------------------------------------------------------------------------------ */
+
+size_t store_lock_size(const cap_lock_hooks_t *hooks);
+void store_lock_init(const cap_store_t *s, void *l);
+void store_lock_destroy(const cap_store_t *s, void *l);
+void store_lock(const cap_store_t *s, void *l);
+void store_unlock(const cap_store_t *s, void *l);
+/* Called with the lock held: releases it, waits a little (or for a notify),
+ * re-acquires it. */
+void store_wait(const cap_store_t *s, void *l);
+void store_notify_all(const cap_store_t *s, void *l);
+void store_spin_pause(void);
+
+/* store.c ----------------------------------------------------------------------------------- */
+
+/* CAP_OK once the tables exist (allocating them on first use), else CAP_ENOMEM. */
+int store_ensure_ready(cap_store_t *s);
+static inline bool store_is_ready(const cap_store_t *s)
+{
+    return atomic_load_explicit((_Atomic uint32_t *)&s->init_state, memory_order_acquire) ==
+           STORE_READY;
+}
+static inline store_shard_t *store_shard(const cap_store_t *s, unsigned i)
+{
+    return &s->shards[i].sh;
+}
+static inline unsigned store_entry_shard(const store_entry_t *e)
+{
+    return (unsigned)(e->ref.id & (STORE_SHARDS - 1));
+}
+/* A new entry holding `c` (the caller's reference passes to it), state
+ * IN_STORE | ONE, not yet linked nor counted in the header; NULL: no memory. */
+store_entry_t *store_entry_new(cap_store_t *s, cap_t *c);
+/* Free an entry store_entry_new made that never became a handle. */
+void store_entry_discard(cap_store_t *s, store_entry_t *e);
+/* Link a new entry into its shard's list (shard lock held). */
+void store_entry_link_locked(cap_store_t *s, store_entry_t *e);
+/* Free a handle whose state reached 0 (no store lock held). */
+void store_entry_free(cap_store_t *s, store_entry_t *e);
+/* Clear `bits` of the handle's state; the caller holds the dead lock. Returns
+ * true when the state became 0 (the caller frees the entry after unlocking). */
+bool store_entry_clear_bits_locked(store_entry_t *e, uint64_t bits);
+/* Unlink a linked entry from its shard list (shard lock held). Returns its
+ * cap (the entry's reference, now the caller's). */
+cap_t *store_entry_unlink_locked(cap_store_t *s, store_entry_t *e);
+/* Whether every Ref target `c` holds directly is a handle of store `s`. */
+bool store_cap_refs_owned(const cap_store_t *s, const cap_t *c);
+/* The handle as an entry of `s`, or NULL when it is NULL or foreign. */
+store_entry_t *store_entry_of(const cap_store_t *s, cap_ref_t *r);
+
+/* blobs.c ----------------------------------------------------------------------------------- */
+
+static inline uint64_t store_blob_mix(const cap_store_t *s, const cap_hash_t *h)
+{
+    return (cap_load_le64(h->bytes) ^ s->seed0) * (s->seed1 | 1u);
+}
+static inline unsigned store_blob_shard(uint64_t mix)
+{
+    return (unsigned)(mix >> (64u - STORE_SHARD_BITS));
+}
+/* The slot holding `h`, or NULL (shard lock held). */
+blob_slot_t *store_blob_find(store_shard_t *sh, const cap_hash_t *h, uint64_t mix);
+/* Make room for `extra` more blobs (shard lock held). CAP_ENOMEM changes nothing. */
+int store_blob_reserve(const cap_store_t *s, store_shard_t *sh, size_t extra);
+/* Whether `extra` more blobs fit without growing (shard lock held). */
+bool store_blob_has_room(const store_shard_t *sh, size_t extra);
+/* Insert an absent key; room must have been reserved (shard lock held). Takes
+ * over the caller's reference to `c`. */
+void store_blob_insert_new(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, uint64_t mix,
+                           cap_t *c);
+/* Close: release every blob and free the tables. */
+void store_blobs_release_all(cap_store_t *s);
+
+#endif

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# capstore decode: bash cli_decode.sh <capstore> <shared-dir> <work-dir>
+set -u
+CAPSTORE=$1 VECTORS=$2/vectors/caps.txt WORK=$3
+rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+# run RC CMD...: run CMD (stdout in ./out, stderr in ./err), expect exit status RC.
+run() {
+    local want=$1; shift
+    "$@" >out 2>err
+    local rc=$?
+    [ "$rc" = "$want" ] || { fail "'$*' exited $rc, expected $want"; sed 's/^/    stderr: /' err >&2; }
+}
+# vec NAME FILE: write the wire bytes of vector NAME; vec_hash NAME: its hash.
+vec() {
+    local hex
+    hex=$(awk -v n="$1" '$1 == n { print $3; exit }' "$VECTORS")
+    [ -n "$hex" ] || { echo "no vector $1 in $VECTORS" >&2; exit 1; }
+    if [ "$hex" = - ]; then : >"$2"; else printf "$(sed 's/../\\x&/g' <<<"$hex")" >"$2"; fi
+}
+vec_hash() { awk -v n="$1" '$1 == n { print $2; exit }' "$VECTORS"; }
+grep_err() { grep -q -- "$1" err || fail "stderr lacks '$1': $(cat err)"; }
+grep_out() { grep -q -- "$1" out || fail "stdout lacks '$1'"; }
+finish() { [ "$failures" = 0 ] || { echo "$failures failure(s)"; exit 1; }; echo ok; }
+
+# --- happy path
+vec cnode_sl8_gaps_1_7_200 cnode.bin
+run 0 "$CAPSTORE" decode cnode.bin
+grep_out '"kind": "cnode"'
+grep_out '"size_log": 8'
+grep_out '"slot": 200'
+grep_out '"target": "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"'
+[ "$(grep -c '"slot":' out)" = 3 ] || fail "cnode JSON should list 3 slots"
+cp out cnode.json
+run 0 "$CAPSTORE" decode - <cnode.bin
+cmp -s out cnode.json || fail "decode of stdin differs from decode of the file"
+
+vec data_ps4096_mixed_L_E_M data.bin
+run 0 "$CAPSTORE" decode data.bin
+grep_out '"page_size": 4096'
+grep_out '"state": "loaded"'
+grep_out '"state": "empty"'
+grep_out '"state": "missing"'
+grep_out '"root": "1111111111111111111111111111111111111111111111111111111111111111"'
+bytes=$(sed -n 's/^ *"bytes": "\(.*\)"$/\1/p' out)
+[ "${#bytes}" = 8192 ] && [[ "$bytes" =~ ^[0-9a-f]+$ ]] || fail "a loaded 4096-byte page should be 8192 lowercase hex digits"
+
+# u64 above 2^53 are decimal strings, small ones numbers
+vec instance_max_scalars inst.bin
+run 0 "$CAPSTORE" decode inst.bin
+grep_out '"pc": "18446744073709551615"'
+grep_out '"mem_size": 4294967295'
+vec instance_regs_index inst2.bin
+run 0 "$CAPSTORE" decode inst2.bin
+grep_out '"pc": 4096'
+grep_out '"root_cnode": "2222222222222222222222222222222222222222222222222222222222222222"'
+
+vec image_full image.bin
+run 0 "$CAPSTORE" decode image.bin
+for f in code bitmask jump_table endpoints mappings pinned initial yield_marker_slot \
+         entry_pc stack_top arg_cnode_slot arg_cnode_size initial_regs source_path source_path_len cap_hash; do
+    grep_out "\"$f\":"
+done
+vec image_empty_yield_none image0.bin
+run 0 "$CAPSTORE" decode image0.bin
+grep_out '"yield_marker_slot": null'
+vec type_11_chain type.bin
+run 0 "$CAPSTORE" decode type.bin
+grep_out '"kind": "type"'
+
+run 0 "$CAPSTORE" decode --help
+grep_out "usage: capstore decode FILE"
+
+# --- usage errors (exit 2)
+run 2 "$CAPSTORE" decode
+grep_err "missing FILE"
+run 2 "$CAPSTORE" decode cnode.bin data.bin
+grep_err "too many arguments"
+run 2 "$CAPSTORE" decode -x cnode.bin
+grep_err "unknown option"
+
+# --- bad input (exit 1)
+vec neg_cnode_duplicate_slot bad.bin
+run 1 "$CAPSTORE" decode bad.bin
+grep_err "bad.bin: malformed wire bytes: .* at byte [0-9]"
+[ -s out ] && fail "decode printed JSON for bad input"
+printf '\x07' >badsel.bin
+run 1 "$CAPSTORE" decode badsel.bin
+grep_err "at byte 0"
+run 1 "$CAPSTORE" decode no-such-file.bin
+finish

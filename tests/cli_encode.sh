@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# capstore encode: bash cli_encode.sh <capstore> <shared-dir> <work-dir>
+set -u
+CAPSTORE=$1 VECTORS=$2/vectors/caps.txt WORK=$3
+rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+# run RC CMD...: run CMD (stdout in ./out, stderr in ./err), expect exit status RC.
+run() {
+    local want=$1; shift
+    "$@" >out 2>err
+    local rc=$?
+    [ "$rc" = "$want" ] || { fail "'$*' exited $rc, expected $want"; sed 's/^/    stderr: /' err >&2; }
+}
+# vec NAME FILE: write the wire bytes of vector NAME; vec_hash NAME: its hash.
+vec() {
+    local hex
+    hex=$(awk -v n="$1" '$1 == n { print $3; exit }' "$VECTORS")
+    [ -n "$hex" ] || { echo "no vector $1 in $VECTORS" >&2; exit 1; }
+    if [ "$hex" = - ]; then : >"$2"; else printf "$(sed 's/../\\x&/g' <<<"$hex")" >"$2"; fi
+}
+vec_hash() { awk -v n="$1" '$1 == n { print $2; exit }' "$VECTORS"; }
+grep_err() { grep -q -- "$1" err || fail "stderr lacks '$1': $(cat err)"; }
+grep_out() { grep -q -- "$1" out || fail "stdout lacks '$1'"; }
+finish() { [ "$failures" = 0 ] || { echo "$failures failure(s)"; exit 1; }; echo ok; }
+H1=1111111111111111111111111111111111111111111111111111111111111111
+Z=0000000000000000000000000000000000000000000000000000000000000000
+
+# --- happy path: encode(decode(x)) == x for every positive vector
+count=0
+while read -r name hash hex; do
+    case "$name" in '#'* | '') continue ;; esac
+    [ "$hash" = reject ] && continue
+    if [ "$hex" = - ]; then : >x.bin; else printf "$(sed 's/../\\x&/g' <<<"$hex")" >x.bin; fi
+    "$CAPSTORE" decode x.bin >x.json 2>err || { fail "decode $name: $(cat err)"; continue; }
+    "$CAPSTORE" encode x.json >y.bin 2>err || { fail "encode $name: $(cat err)"; continue; }
+    cmp -s x.bin y.bin || fail "round trip of $name is not byte-identical"
+    count=$((count + 1))
+done <"$VECTORS"
+[ "$count" -ge 300 ] || fail "only $count vectors round-tripped"
+
+# hand-written JSON, absent fields taking their defaults, gives the vectors' hashes
+check_json() { # check_json VECTOR JSON
+    printf '%s' "$2" >in.json
+    run 0 "$CAPSTORE" encode -o hw.bin in.json
+    run 0 "$CAPSTORE" hash hw.bin
+    [ "$(cat out)" = "$(vec_hash "$1")" ] || fail "JSON for $1 hashes to $(cat out)"
+}
+check_json cnode_sl8_empty '{"kind": "cnode", "size_log": 8}'
+check_json type_11_chain "{\"kind\": \"type\", \"image_hash_chain\": \"$H1\"}"
+check_json cnode_sl3_slot0_only "{\"kind\":\"cnode\",\"size_log\":3,\"slots\":[{\"slot\":0,\"target\":\"$H1\"}]}"
+check_json data_ps4096_no_pages '{"kind": "data"}'
+check_json data_ps32_three_empty '{"kind":"data","page_size":32,"pages":[{"state":"empty"},{"state":"empty"},{"state":"empty"}]}'
+check_json image_empty_yield_none '{"kind": "image"}'
+# u64 as a number or as a decimal string: the same cap
+printf '{"kind":"instance","root_cnode":"%s","pc":4096}' "$H1" >n.json
+printf '{"kind":"instance","root_cnode":"%s","pc":"4096"}' "$H1" >s.json
+run 0 "$CAPSTORE" encode -o n.bin n.json
+run 0 "$CAPSTORE" encode -o s.bin s.json
+cmp -s n.bin s.bin || fail "pc 4096 and \"4096\" encode differently"
+# standard input and stdout
+run 0 "$CAPSTORE" encode - <n.json
+cmp -s out n.bin || fail "encode of stdin to stdout differs from -o"
+run 0 "$CAPSTORE" encode --help
+grep_out "usage: capstore encode"
+
+# --- usage errors (exit 2)
+run 2 "$CAPSTORE" encode
+grep_err "missing FILE"
+run 2 "$CAPSTORE" encode n.json s.json
+grep_err "too many arguments"
+run 2 "$CAPSTORE" encode n.json -o
+grep_err "option -o needs a value"
+run 2 "$CAPSTORE" encode --hex n.json
+grep_err "unknown option"
+
+# --- bad input (exit 1): JSON syntax (line/column) or the field path
+bad_json() { # bad_json EXPECTED-STDERR JSON
+    printf '%s' "$2" >bad.json
+    run 1 "$CAPSTORE" encode -o bad.bin bad.json
+    grep_err "$1"
+}
+bad_json "bad.json: line 2, column" $'{"kind": "cnode",\n "size_log": 8,,}'
+bad_json "kind: missing required field" '{"size_log": 8}'
+bad_json 'unknown kind "blob"' '{"kind": "blob"}'
+bad_json "slotz: unknown field" '{"kind": "cnode", "size_log": 8, "slotz": []}'
+bad_json "size_log: " '{"kind": "cnode", "size_log": 17}'
+bad_json "slots\[0\].slot: .*out of range" "{\"kind\":\"cnode\",\"size_log\":2,\"slots\":[{\"slot\":4,\"target\":\"$H1\"}]}"
+bad_json "slots\[1\].target: " "{\"kind\":\"cnode\",\"size_log\":2,\"slots\":[{\"slot\":0,\"target\":\"$H1\"},{\"slot\":1,\"target\":\"$Z\"}]}"
+bad_json "slots\[0\].target: expected a hash" '{"kind":"cnode","size_log":2,"slots":[{"slot":0,"target":"11"}]}'
+bad_json "slots\[1\].slot: slot 0 appears twice" "{\"kind\":\"cnode\",\"size_log\":2,\"slots\":[{\"slot\":0,\"target\":\"$H1\"},{\"slot\":0,\"target\":\"$H1\"}]}"
+bad_json "page_size: " '{"kind": "data", "page_size": 48}'
+bad_json "pages\[1\].bytes: .*expected 32 bytes, got 2" '{"kind":"data","page_size":32,"pages":[{"state":"empty"},{"state":"loaded","bytes":"0102"}]}'
+bad_json "pages\[0\].state: " '{"kind":"data","pages":[{"state":"gone"}]}'
+bad_json "root_cnode: missing required field" '{"kind": "instance"}'
+bad_json "root_cnode: " "{\"kind\": \"instance\", \"root_cnode\": \"$Z\"}"
+bad_json "regs: expected 13 values" "{\"kind\":\"instance\",\"root_cnode\":\"$H1\",\"regs\":[1]}"
+bad_json "pc: must not be negative" "{\"kind\":\"instance\",\"root_cnode\":\"$H1\",\"pc\":-1}"
+bad_json "decimal strings" "{\"kind\":\"instance\",\"root_cnode\":\"$H1\",\"pc\":18446744073709551615}"
+bad_json "rw_overlays\[0\].bytes: not a hex digit" "{\"kind\":\"instance\",\"root_cnode\":\"$H1\",\"rw_overlays\":[{\"start\":0,\"bytes\":\"zz\"}]}"
+bad_json "mem_size: .*out of range" "{\"kind\":\"instance\",\"root_cnode\":\"$H1\",\"mem_size\":4294967296}"
+bad_json "bitmask: image conversion failed" '{"kind": "image", "code": "00112233", "bitmask": ""}'
+bad_json "jump_table\[1\]: image conversion failed" '{"kind":"image","code":"00","bitmask":"00","jump_table":[0,1]}'
+bad_json "pinned\[1\]: image conversion failed" "{\"kind\":\"image\",\"pinned\":[{\"slot\":2,\"cap_hash\":\"$H1\"},{\"slot\":1,\"cap_hash\":\"$H1\"}]}"
+bad_json "mappings\[0\]: image conversion failed" '{"kind":"image","mappings":[{"source_path_len":9}]}'
+bad_json "expected a JSON object" '[]'
+[ -e bad.bin ] && fail "encode wrote an output file for bad input"
+run 1 "$CAPSTORE" encode no-such-file.json
+finish

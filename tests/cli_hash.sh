@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# capstore hash: bash cli_hash.sh <capstore> <shared-dir> <work-dir>
+set -u
+CAPSTORE=$1 VECTORS=$2/vectors/caps.txt WORK=$3
+rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+# run RC CMD...: run CMD (stdout in ./out, stderr in ./err), expect exit status RC.
+run() {
+    local want=$1; shift
+    "$@" >out 2>err
+    local rc=$?
+    [ "$rc" = "$want" ] || { fail "'$*' exited $rc, expected $want"; sed 's/^/    stderr: /' err >&2; }
+}
+# vec NAME FILE: write the wire bytes of vector NAME; vec_hash NAME: its hash.
+vec() {
+    local hex
+    hex=$(awk -v n="$1" '$1 == n { print $3; exit }' "$VECTORS")
+    [ -n "$hex" ] || { echo "no vector $1 in $VECTORS" >&2; exit 1; }
+    if [ "$hex" = - ]; then : >"$2"; else printf "$(sed 's/../\\x&/g' <<<"$hex")" >"$2"; fi
+}
+vec_hash() { awk -v n="$1" '$1 == n { print $2; exit }' "$VECTORS"; }
+grep_err() { grep -q -- "$1" err || fail "stderr lacks '$1': $(cat err)"; }
+grep_out() { grep -q -- "$1" out || fail "stdout lacks '$1'"; }
+finish() { [ "$failures" = 0 ] || { echo "$failures failure(s)"; exit 1; }; echo ok; }
+
+# --- happy path: one vector of each kind, and the largest page size
+for name in type_11_chain cnode_sl8_gaps_1_7_200 cnode_sl16_64_spread data_ps4096_mixed_L_E_M \
+            data_ps65536_one_loaded instance_overlays_3 instance_max_scalars image_full \
+            image_empty_yield_none; do
+    vec "$name" "$name.bin"
+    run 0 "$CAPSTORE" hash "$name.bin"
+    [ "$(cat out)" = "$(vec_hash "$name")" ] || fail "hash of $name: got '$(cat out)'"
+    [ "$(wc -c <out)" = 65 ] || fail "hash output of $name is not 64 hex digits and a newline"
+done
+# standard input
+run 0 "$CAPSTORE" hash - <cnode_sl8_gaps_1_7_200.bin
+[ "$(cat out)" = "$(vec_hash cnode_sl8_gaps_1_7_200)" ] || fail "hash of stdin"
+run 0 "$CAPSTORE" hash -- cnode_sl8_gaps_1_7_200.bin
+run 0 "$CAPSTORE" hash --help
+grep_out "usage: capstore hash FILE"
+
+# --- usage errors (exit 2)
+run 2 "$CAPSTORE" hash
+grep_err "missing FILE"
+grep_err "usage:"
+run 2 "$CAPSTORE" hash type_11_chain.bin image_full.bin
+grep_err "too many arguments"
+run 2 "$CAPSTORE" hash --bogus type_11_chain.bin
+grep_err "unknown option '--bogus'"
+
+# --- bad input (exit 1): the rule and the byte offset
+vec neg_cnode_size_log_17 bad.bin
+run 1 "$CAPSTORE" hash bad.bin
+grep_err "bad.bin: malformed wire bytes: .* at byte [0-9]"
+[ -s out ] && fail "hash printed something for bad input"
+: >empty.bin
+run 1 "$CAPSTORE" hash empty.bin
+grep_err "at byte 0"
+run 1 "$CAPSTORE" hash - <bad.bin
+grep_err "<stdin>: malformed wire bytes"
+run 1 "$CAPSTORE" hash no-such-file.bin
+grep_err "no-such-file.bin: No such file"
+finish

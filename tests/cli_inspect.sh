@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# capstore inspect: bash cli_inspect.sh <capstore> <shared-dir> <work-dir>
+set -u
+CAPSTORE=$1 VECTORS=$2/vectors/caps.txt WORK=$3
+rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+# run RC CMD...: run CMD (stdout in ./out, stderr in ./err), expect exit status RC.
+run() {
+    local want=$1; shift
+    "$@" >out 2>err
+    local rc=$?
+    [ "$rc" = "$want" ] || { fail "'$*' exited $rc, expected $want"; sed 's/^/    stderr: /' err >&2; }
+}
+# vec NAME FILE: write the wire bytes of vector NAME; vec_hash NAME: its hash.
+vec() {
+    local hex
+    hex=$(awk -v n="$1" '$1 == n { print $3; exit }' "$VECTORS")
+    [ -n "$hex" ] || { echo "no vector $1 in $VECTORS" >&2; exit 1; }
+    if [ "$hex" = - ]; then : >"$2"; else printf "$(sed 's/../\\x&/g' <<<"$hex")" >"$2"; fi
+}
+vec_hash() { awk -v n="$1" '$1 == n { print $2; exit }' "$VECTORS"; }
+grep_err() { grep -q -- "$1" err || fail "stderr lacks '$1': $(cat err)"; }
+grep_out() { grep -q -- "$1" out || fail "stdout lacks '$1'"; }
+finish() { [ "$failures" = 0 ] || { echo "$failures failure(s)"; exit 1; }; echo ok; }
+field() { grep -Eq "^$1: +$2\$" out || fail "inspect: no line '$1: $2' in: $(cat out)"; }
+
+# --- happy path
+vec cnode_sl8_gaps_1_7_200 cnode.bin
+run 0 "$CAPSTORE" inspect cnode.bin
+field kind cnode
+field hash "$(vec_hash cnode_sl8_gaps_1_7_200)"
+field "wire size" "$(wc -c <cnode.bin) bytes"
+field size_log "8 \(256 slots\)"
+field occupied "3 slots"
+grep -Eq "^ +slot 200 +ffff" out || fail "inspect lists no slot 200"
+
+vec data_ps4096_mixed_L_E_M data.bin
+run 0 "$CAPSTORE" inspect data.bin
+field kind data
+field page_size 4096
+field pages "3 \(loaded 1, empty 1, missing 1\)"
+
+vec instance_overlays_3 inst.bin
+run 0 "$CAPSTORE" inspect inst.bin
+field kind instance
+field rw_overlays "3 \(45 bytes\)"
+field root_cnode 1111111111111111111111111111111111111111111111111111111111111111
+
+vec image_full image.bin
+run 0 "$CAPSTORE" inspect - <image.bin
+field file "<stdin>"
+field kind image
+field code "300 bytes"
+field endpoints 2
+field mappings 2
+field pinned 2
+field initial 2
+field yield_marker_slot 7
+
+vec type_11_chain type.bin
+run 0 "$CAPSTORE" inspect type.bin
+field image_hash_chain 1111111111111111111111111111111111111111111111111111111111111111
+
+# several files; long lists are cut unless --all
+vec cnode_sl4_full full.bin
+run 0 "$CAPSTORE" inspect cnode.bin full.bin
+[ "$(grep -c '^kind:' out)" = 2 ] || fail "inspect of two files should print two summaries"
+grep -q "more (--all lists them)" out && fail "a 16-slot cnode should be listed whole"
+vec cnode_sl8_full full8.bin
+run 0 "$CAPSTORE" inspect full8.bin
+grep -q "240 more (--all lists them)" out || fail "inspect should cut the 256-slot list at 16"
+run 0 "$CAPSTORE" inspect --all full8.bin
+[ "$(grep -Ec '^ +slot ' out)" = 256 ] || fail "inspect --all should list 256 slots"
+run 0 "$CAPSTORE" inspect --help
+grep_out "usage: capstore inspect"
+
+# --- usage errors (exit 2)
+run 2 "$CAPSTORE" inspect
+grep_err "missing FILE"
+run 2 "$CAPSTORE" inspect - -
+grep_err "standard input"
+run 2 "$CAPSTORE" inspect --verbose cnode.bin
+grep_err "unknown option"
+
+# --- bad input (exit 1)
+vec neg_cnode_offset_past_end bad.bin
+run 1 "$CAPSTORE" inspect bad.bin
+grep_err "bad.bin: malformed wire bytes: .* at byte [0-9]"
+run 1 "$CAPSTORE" inspect cnode.bin bad.bin
+grep_out "kind: *cnode"
+run 1 "$CAPSTORE" inspect no-such-file.bin
+finish
