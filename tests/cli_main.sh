@@ -2,28 +2,7 @@
 # capstore (top level): bash cli_main.sh <capstore> <shared-dir> <work-dir>
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-CAPSTORE=$1 VECTORS=$2/vectors/caps.txt WORK=$3
-rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-# run RC CMD...: run CMD (stdout in ./out, stderr in ./err), expect exit status RC.
-run() {
-    local want=$1; shift
-    "$@" >out 2>err
-    local rc=$?
-    [ "$rc" = "$want" ] || { fail "'$*' exited $rc, expected $want"; sed 's/^/    stderr: /' err >&2; }
-}
-# vec NAME FILE: write the wire bytes of vector NAME; vec_hash NAME: its hash.
-vec() {
-    local hex
-    hex=$(awk -v n="$1" '$1 == n { print $3; exit }' "$VECTORS")
-    [ -n "$hex" ] || { echo "no vector $1 in $VECTORS" >&2; exit 1; }
-    if [ "$hex" = - ]; then : >"$2"; else printf "$(sed 's/../\\x&/g' <<<"$hex")" >"$2"; fi
-}
-vec_hash() { awk -v n="$1" '$1 == n { print $2; exit }' "$VECTORS"; }
-grep_err() { grep -q -- "$1" err || fail "stderr lacks '$1': $(cat err)"; }
-grep_out() { grep -q -- "$1" out || fail "stdout lacks '$1'"; }
-finish() { [ "$failures" = 0 ] || { echo "$failures failure(s)"; exit 1; }; echo ok; }
+. "$(dirname "$0")/support/cli_common.sh"
 # The command's version is the header's (CAPSTORE_VERSION in common.h).
 HEADER=$HERE/../include/capstore/common.h
 want=$(sed -n 's/^#define CAPSTORE_VERSION "\(.*\)"$/\1/p' "$HEADER")
