@@ -19,32 +19,13 @@
 #include "capstore/host.h"
 #include "capstore/persist.h"
 #include "check.h"
+#include "test_rng.h"
 #include "test_alloc.h"
 
 static test_alloc_t ta;
 #define A (&ta.alloc)
 
-static uint64_t rng_state = 0x243F6A8885A308D3ull;
-static uint64_t rnd(void)
-{
-    uint64_t x = rng_state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    rng_state = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
-
-static cap_hash_t rnd_hash(void)
-{
-    cap_hash_t h;
-    for (int i = 0; i < 4; i++) {
-        uint64_t v = rnd();
-        memcpy(h.bytes + 8 * i, &v, 8);
-    }
-    if (cap_hash_is_zero(&h)) h.bytes[0] = 1;
-    return h;
-}
+static test_rng_t rng = {0x243F6A8885A308D3ull};
 
 /* A CNode like the benchmarks' publish: size_log 8, 16 random slots. */
 static cap_t *make_cnode(const cap_alloc_t *a)
@@ -52,8 +33,8 @@ static cap_t *make_cnode(const cap_alloc_t *a)
     cap_t *c = NULL;
     if (cap_cnode_new(&c, a, 8) != CAP_OK) return NULL;
     for (int i = 0; i < 16; i++) {
-        uint32_t slot = (uint32_t)(rnd() % 256);
-        cap_hash_t h = rnd_hash();
+        uint32_t slot = (uint32_t)(test_rng_next(&rng) % 256);
+        cap_hash_t h = test_rng_hash(&rng);
         cap_target_t t = cap_target_of_hash(&h);
         if (cap_cnode_set(c, slot, &t) != CAP_OK) {
             cap_release(c);
@@ -66,7 +47,7 @@ static cap_t *make_cnode(const cap_alloc_t *a)
 static cap_t *make_data(const cap_alloc_t *a, size_t n)
 {
     uint8_t *buf = malloc(n ? n : 1);
-    for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)rnd();
+    for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)test_rng_next(&rng);
     cap_t *c = NULL;
     int rc = cap_data_new_inline(&c, a, 256, buf, n);
     free(buf);
@@ -75,14 +56,14 @@ static cap_t *make_data(const cap_alloc_t *a, size_t n)
 
 static cap_t *make_type(const cap_alloc_t *a)
 {
-    cap_hash_t h = rnd_hash();
+    cap_hash_t h = test_rng_hash(&rng);
     cap_t *c = NULL;
     return cap_type_new(&c, a, &h) == CAP_OK ? c : NULL;
 }
 
 static void item(cap_backend_item_t *it, uint8_t fill, size_t n, uint8_t *store)
 {
-    it->hash = rnd_hash();
+    it->hash = test_rng_hash(&rng);
     memset(store, fill, n);
     it->bytes = store;
     it->n = n;
@@ -117,7 +98,7 @@ static void test_mem_basics(void)
     CHECK(strcmp(b->name, "mem") == 0);
     CHECK_EQ_INT(cap_mem_backend_count(b), 0);
 
-    cap_hash_t h = rnd_hash();
+    cap_hash_t h = test_rng_hash(&rng);
     uint8_t *bytes = (uint8_t *)1;
     size_t n = 99;
     cap_err_t e;
@@ -141,7 +122,7 @@ static void test_mem_basics(void)
     A->deallocate(A->ctx, bytes, n);
 
     /* An empty value reads back as (NULL, 0). */
-    cap_hash_t he = rnd_hash();
+    cap_hash_t he = test_rng_hash(&rng);
     CHECK_EQ_INT(cap_backend_write(b, &he, NULL, 0, NULL), CAP_OK);
     bytes = (uint8_t *)1;
     CHECK_EQ_INT(cap_backend_read(b, &he, A, &bytes, &n, NULL), CAP_OK);
@@ -170,7 +151,7 @@ static void test_mem_basics(void)
 
     /* Many entries: the table grows. */
     for (int i = 0; i < 1000; i++) {
-        cap_hash_t hh = rnd_hash();
+        cap_hash_t hh = test_rng_hash(&rng);
         uint8_t v = (uint8_t)i;
         CHECK_EQ_INT(cap_backend_write(b, &hh, &v, 1, NULL), CAP_OK);
     }
@@ -237,7 +218,7 @@ static void test_table_checks(void)
     CHECK_EQ_INT(cap_backend_check(&t, &e), CAP_EINVAL); /* writable without write */
     t.flags = CAP_BACKEND_READONLY;
     CHECK_EQ_INT(cap_backend_check(&t, &e), CAP_OK);
-    cap_hash_t h = rnd_hash();
+    cap_hash_t h = test_rng_hash(&rng);
     uint8_t v = 1;
     memset(&e, 0, sizeof e);
     CHECK_EQ_INT(cap_backend_write(&t, &h, &v, 1, &e), CAP_EBACKEND);
@@ -256,7 +237,7 @@ static void test_table_checks(void)
     CHECK_EQ_INT(cap_backend_exists(&t, &h, &e), CAP_ENOTFOUND);
     CHECK_EQ_INT(cap_backend_write(&t, &h, &v, 1, &e), CAP_OK);
     CHECK_EQ_INT(cap_backend_exists(&t, &h, &e), CAP_OK);
-    cap_hash_t he = rnd_hash();
+    cap_hash_t he = test_rng_hash(&rng);
     CHECK_EQ_INT(cap_backend_write(&t, &he, NULL, 0, &e), CAP_OK); /* empty value: no allocation */
     CHECK_EQ_INT(cap_backend_exists(&t, &he, &e), CAP_OK);
 
@@ -332,7 +313,7 @@ static void test_roundtrip(void)
         CHECK(cap_allocator(c) == A);
         cap_release(c);
     }
-    cap_hash_t missing = rnd_hash();
+    cap_hash_t missing = test_rng_hash(&rng);
     cap_t *c = (cap_t *)1;
     CHECK_EQ_INT(cap_persist_fetch(b, &missing, A, true, &c, NULL), CAP_ENOTFOUND);
     CHECK(c == NULL);
@@ -340,7 +321,7 @@ static void test_roundtrip(void)
 
     /* An Instance cap goes through as well. */
     cap_t *inst = NULL;
-    cap_hash_t root = rnd_hash();
+    cap_hash_t root = test_rng_hash(&rng);
     cap_target_t rt = cap_target_of_hash(&root);
     CHECK_EQ_INT(cap_instance_new(&inst, A, &rt), CAP_OK);
     CHECK_EQ_INT(cap_persist_put(b, inst, NULL, NULL), CAP_OK);

@@ -26,6 +26,7 @@
 #include "capstore/host.h"
 #include "capstore/persist.h"
 #include "check.h"
+#include "test_rng.h"
 
 #define ROUNDS 50
 #define MAX_DELAY_US 120000
@@ -34,51 +35,26 @@
 static const cap_alloc_t *L;
 static char dir[256], db[320];
 
-typedef struct rng {
-    uint64_t x;
-} rng_t;
-
-static uint64_t rnd(rng_t *r)
-{
-    uint64_t x = r->x;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    r->x = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
-
-static cap_hash_t rnd_hash(rng_t *r)
-{
-    cap_hash_t h;
-    for (int i = 0; i < 4; i++) {
-        uint64_t v = rnd(r);
-        memcpy(h.bytes + 8 * i, &v, 8);
-    }
-    if (cap_hash_is_zero(&h)) h.bytes[0] = 1;
-    return h;
-}
-
-static cap_t *random_cap(rng_t *r)
+static cap_t *random_cap(test_rng_t *r)
 {
     cap_t *c = NULL;
-    uint64_t kind = rnd(r) % 10;
+    uint64_t kind = test_rng_next(r) % 10;
     if (kind < 6) {
         if (cap_cnode_new(&c, L, 8) != CAP_OK) return NULL;
-        int slots = 1 + (int)(rnd(r) % 24);
+        int slots = 1 + (int)(test_rng_next(r) % 24);
         for (int i = 0; i < slots; i++) {
-            cap_hash_t h = rnd_hash(r);
+            cap_hash_t h = test_rng_hash(r);
             cap_target_t t = cap_target_of_hash(&h);
-            cap_cnode_set(c, (uint32_t)(rnd(r) % 256), &t);
+            cap_cnode_set(c, (uint32_t)(test_rng_next(r) % 256), &t);
         }
     } else if (kind < 8) {
-        cap_hash_t h = rnd_hash(r);
+        cap_hash_t h = test_rng_hash(r);
         cap_type_new(&c, L, &h);
     } else {
-        size_t n = 1 + (size_t)(rnd(r) % 20000);
+        size_t n = 1 + (size_t)(test_rng_next(r) % 20000);
         uint8_t *buf = malloc(n);
         if (!buf) return NULL;
-        for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)rnd(r);
+        for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)test_rng_next(r);
         cap_data_new_inline(&c, L, 1024, buf, n);
         free(buf);
     }
@@ -103,7 +79,7 @@ static int write_all(int fd, const void *p, size_t n)
 /* The writer: never returns. */
 static void writer(int fd, uint64_t seed)
 {
-    rng_t r = {seed};
+    test_rng_t r = {seed};
     cap_lmdb_options_t o;
     memset(&o, 0, sizeof o);
     o.initial_map_size = 64 * 1024; /* grows while it runs (the file keeps the larger map) */
@@ -112,7 +88,7 @@ static void writer(int fd, uint64_t seed)
     cap_t *caps[48];
     cap_hash_t hs[48];
     for (int batch = 0; batch < CHILD_MAX_BATCHES; batch++) {
-        int k = 1 + (int)(rnd(&r) % 48);
+        int k = 1 + (int)(test_rng_next(&r) % 48);
         for (int i = 0; i < k; i++) {
             caps[i] = random_cap(&r);
             if (!caps[i]) _exit(4);
@@ -197,7 +173,7 @@ int main(int argc, char **argv)
     const char *env_seed = getenv("CAPSTORE_CRASH_SEED");
     if (env_seed) seed0 = strtoull(env_seed, NULL, 0);
     printf("test_crash: seed 0x%llx (set CAPSTORE_CRASH_SEED to repeat)\n", (unsigned long long)seed0);
-    rng_t r = {seed0 | 1};
+    test_rng_t r = {seed0 | 1};
 
     hash_set_t all = {0};
     int killed_mid_run = 0, parent_writes = 0;
@@ -210,7 +186,7 @@ int main(int argc, char **argv)
             return 1;
         }
         fflush(NULL);
-        uint64_t child_seed = rnd(&r) | 1;
+        uint64_t child_seed = test_rng_next(&r) | 1;
         pid_t pid = fork();
         if (pid < 0) {
             perror("fork");
@@ -222,7 +198,7 @@ int main(int argc, char **argv)
         }
         close(fds[1]);
         /* A random delay; one round in eight kills at once. */
-        uint64_t delay = rnd(&r) % 8 == 0 ? 0 : rnd(&r) % MAX_DELAY_US;
+        uint64_t delay = test_rng_next(&r) % 8 == 0 ? 0 : test_rng_next(&r) % MAX_DELAY_US;
         if (delay) usleep((useconds_t)delay);
         kill(pid, SIGKILL);
 
@@ -268,7 +244,7 @@ int main(int argc, char **argv)
             break;
         }
         for (size_t i = round_start; i < all.n; i++) CHECK(verify(b, &all.v[i]));
-        for (int i = 0; i < 100 && round_start; i++) CHECK(verify(b, &all.v[rnd(&r) % round_start]));
+        for (int i = 0; i < 100 && round_start; i++) CHECK(verify(b, &all.v[test_rng_next(&r) % round_start]));
         /* The dead writer's locks are recovered: the parent can write. */
         cap_t *c = random_cap(&r);
         cap_hash_t h;

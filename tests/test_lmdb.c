@@ -27,40 +27,21 @@
 #include "capstore/host.h"
 #include "capstore/persist.h"
 #include "check.h"
+#include "test_rng.h"
 
 static const cap_alloc_t *L;
 static char dir[256];
 
-static uint64_t rng_state = 0x13198A2E03707344ull;
-static uint64_t rnd(void)
-{
-    uint64_t x = rng_state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    rng_state = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
-
-static cap_hash_t rnd_hash(void)
-{
-    cap_hash_t h;
-    for (int i = 0; i < 4; i++) {
-        uint64_t v = rnd();
-        memcpy(h.bytes + 8 * i, &v, 8);
-    }
-    if (cap_hash_is_zero(&h)) h.bytes[0] = 1;
-    return h;
-}
+static test_rng_t rng = {0x13198A2E03707344ull};
 
 static cap_t *make_cnode(void)
 {
     cap_t *c = NULL;
     if (cap_cnode_new(&c, L, 8) != CAP_OK) return NULL;
     for (int i = 0; i < 16; i++) {
-        cap_hash_t h = rnd_hash();
+        cap_hash_t h = test_rng_hash(&rng);
         cap_target_t t = cap_target_of_hash(&h);
-        cap_cnode_set(c, (uint32_t)(rnd() % 256), &t);
+        cap_cnode_set(c, (uint32_t)(test_rng_next(&rng) % 256), &t);
     }
     return c;
 }
@@ -68,7 +49,7 @@ static cap_t *make_cnode(void)
 static cap_t *make_data(size_t n)
 {
     uint8_t *buf = malloc(n);
-    for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)rnd();
+    for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)test_rng_next(&rng);
     cap_t *c = NULL;
     cap_data_new_inline(&c, L, 4096, buf, n);
     free(buf);
@@ -133,7 +114,7 @@ static void test_open_and_persist(void)
     CHECK_EQ_INT(cap_persist_put_batch(b, caps, hs, N, L, NULL, &e), CAP_OK); /* idempotent */
     CHECK_EQ_INT(cap_backend_flush(b, &e), CAP_OK);
     for (int i = 0; i < N; i++) CHECK_EQ_INT(cap_backend_exists(b, &hs[i], NULL), CAP_OK);
-    cap_hash_t missing = rnd_hash();
+    cap_hash_t missing = test_rng_hash(&rng);
     CHECK_EQ_INT(cap_backend_exists(b, &missing, NULL), CAP_ENOTFOUND);
     cap_t *none = (cap_t *)1;
     CHECK_EQ_INT(cap_persist_fetch(b, &missing, L, true, &none, NULL), CAP_ENOTFOUND);
@@ -419,7 +400,7 @@ static void test_iterate(void)
     CHECK_EQ_INT(cap_backend_exists(b, &big_h[BIG - 1], NULL), CAP_OK);
 
     /* Bytes stored under the wrong hash: fetch refuses them. */
-    cap_hash_t wrong = rnd_hash();
+    cap_hash_t wrong = test_rng_hash(&rng);
     uint8_t *wire;
     size_t wn;
     CHECK_EQ_INT(cap_wire_encode_alloc(caps[0], L, &wire, &wn), CAP_OK);
@@ -433,7 +414,7 @@ static void test_iterate(void)
     CHECK_EQ_INT(cap_persist_fetch(b, &wrong, L, false, &c, &e), CAP_OK); /* trusted: not checked */
     cap_release(c);
     /* Garbage bytes: EDECODE with a rule and an offset. */
-    cap_hash_t junk_h = rnd_hash();
+    cap_hash_t junk_h = test_rng_hash(&rng);
     uint8_t junk[7] = {9, 1, 2, 3, 4, 5, 6};
     CHECK_EQ_INT(cap_backend_write(b, &junk_h, junk, sizeof junk, NULL), CAP_OK);
     memset(&e, 0, sizeof e);
@@ -459,7 +440,7 @@ static void test_not_lmdb(void)
     FILE *f = fopen(p, "wb");
     CHECK(f != NULL);
     if (!f) return;
-    for (int i = 0; i < 16384; i++) fputc((int)(rnd() & 0xff), f);
+    for (int i = 0; i < 16384; i++) fputc((int)(test_rng_next(&rng) & 0xff), f);
     fclose(f);
     cap_backend_t *b = (cap_backend_t *)1;
     cap_err_t e;
@@ -498,7 +479,7 @@ static void test_batch_order(void)
     static cap_backend_item_t items[N];
     static uint8_t vals[N][24];
     for (int i = 0; i < N; i++) {
-        items[i].hash = rnd_hash();
+        items[i].hash = test_rng_hash(&rng);
         if (i % 3 == 1) memcpy(items[i].hash.bytes, items[i - 1].hash.bytes, 8); /* same prefix */
         if (i % 7 == 2) memcpy(items[i].hash.bytes, items[0].hash.bytes, 8 + (size_t)(i % 20));
         if (i % 50 == 49) items[i].hash = items[i - 10].hash; /* a duplicate key */
