@@ -24,6 +24,7 @@ int cmd_encode(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_dot(int argc, char **argv);
 int cmd_db(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 
 /* Shared helpers (cmd_common.c) -------------------------------------------------------- */
 

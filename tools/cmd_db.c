@@ -10,9 +10,6 @@
 #include "capstore/persist.h"
 #include "cli.h"
 
-/* Until tools/cli.h declares it. */
-int cmd_db(int argc, char **argv);
-
 #define DB_DEFAULT "./capstore.lmdb"
 
 static const char usage[] = "capstore db stats [DB] | get [DB] HASH | put [DB] FILE... | check [DB]";

@@ -13,6 +13,7 @@ typedef struct subcommand {
 } subcommand_t;
 
 static const subcommand_t subcommands[] = {
+    {"demo", cmd_demo, "a kernel-like session end to end on ./capstore.lmdb, drawn as DOT"},
     {"hash", cmd_hash, "print the cap hash of a wire file"},
     {"decode", cmd_decode, "wire file -> editable JSON (docs/cap-json.md)"},
     {"encode", cmd_encode, "JSON -> wire bytes (round trip exact)"},

@@ -8,6 +8,5 @@
 #include "capstore/ssz.h"
 #include "capstore/cap.h"
 #include "capstore/store.h"
-#include "capstore/persist.h"
 
 #endif

@@ -25,6 +25,7 @@
 #define CAPSTORE_STORE_H
 
 #include "capstore/cap.h"
+#include "capstore/sys/backend.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -51,7 +52,10 @@ typedef struct cap_lock_hooks {
 } cap_lock_hooks_t;
 
 /** Store flags. */
-#define CAP_STORE_VERIFY 1u /**< put_cap_with_hash re-hashes and checks the claim */
+#define CAP_STORE_VERIFY 1u        /**< put_cap_with_hash re-hashes and checks the claim */
+#define CAP_STORE_WRITE_THROUGH 2u /**< every put of a new blob is also written to the first
+                                        writable backend before the put returns (see
+                                        cap_store_add_backend) */
 
 typedef struct cap_store_options {
     const cap_alloc_t *alloc;      /**< required; must outlive the store and its handles */
@@ -79,7 +83,8 @@ int cap_store_init_in_place(cap_store_storage_t *storage, const cap_store_option
 /** Close the store: release every blob and instance it holds (outside the
  * lock) and the tables. Handles still held elsewhere stay valid to release;
  * the header goes with the last of them. NULL is a no-op. Must not race with
- * other calls on the same store. */
+ * other calls on the same store. Attached backends are not freed, nor
+ * written to: blobs not flushed are gone (cap_store_flush first). */
 void cap_store_free(cap_store_t *s);
 
 /* Counts (memory only; never ask a backend) ------------------------------------------------ */
@@ -91,12 +96,16 @@ bool cap_store_contains_blob(cap_store_t *s, const cap_hash_t *h);
 
 /* Lookups ------------------------------------------------------------------------------------ */
 
-/** *out = new reference to the blob cap, or CAP_EBLOBMISSING (*out = NULL). */
+/** *out = new reference to the blob cap, or CAP_EBLOBMISSING (*out = NULL).
+ * With backends attached, a memory miss asks them (cap_store_add_backend);
+ * a failed fetch returns its code (CAP_EMISMATCH, CAP_EDECODE, CAP_EBACKEND,
+ * CAP_ENOMEM); cap_store_fetch_blob gives its detail. A hit marks the blob
+ * recently used (for trim). */
 int cap_store_get_blob(cap_store_t *s, const cap_hash_t *h, cap_t **out);
 /** *out = new reference to the entry's current cap; CAP_EINSTANCEMISSING if
  * the entry is gone; CAP_EINVAL for a handle of another store. */
 int cap_store_get_instance(cap_store_t *s, cap_ref_t *r, cap_t **out);
-/** Dispatch on the target's arm (NONE is CAP_EINVAL). */
+/** Dispatch on the target's arm (NONE is CAP_EINVAL); Hash as get_blob. */
 int cap_store_get(cap_store_t *s, const cap_target_t *t, cap_t **out);
 
 typedef struct cap_blob_entry {
@@ -135,8 +144,9 @@ int cap_store_put_cap_with_hash(cap_store_t *s, const cap_hash_t *h, cap_t *cap)
  * another store. */
 int cap_store_put_instance(cap_store_t *s, cap_t *cap, cap_ref_t **out);
 
-/** New instance entry sharing the blob's cap (no copy). CAP_EBLOBMISSING if
- * absent. *out = a new handle reference. */
+/** New instance entry sharing the blob's cap (no copy), fetched from the
+ * backends if not in memory. CAP_EBLOBMISSING if absent (or a fetch error as
+ * for get_blob). *out = a new handle reference. */
 int cap_store_promote_blob_to_instance(cap_store_t *s, const cap_hash_t *h, cap_ref_t **out);
 
 /** Edit an instance's cap on a private copy, then commit the copy as the
@@ -164,6 +174,99 @@ int cap_store_sweep_budget(cap_store_t *s, size_t budget, size_t *removed, bool 
  * changed, else starts again. Errors: CAP_ECYCLE, CAP_EINSTANCEMISSING
  * (err->id), CAP_EINVAL (foreign handle), CAP_ENOMEM. */
 int cap_store_settle(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, cap_err_t *err);
+
+/* Backends: the missing-blob provider and persistence (docs/persistence.md) ---------------- */
+
+/** Most backends one store asks. */
+#define CAP_STORE_MAX_BACKENDS 4
+
+/** Attach a backend (the store borrows `b`: it must outlive the store;
+ * cap_store_free does not free it). Backends may be attached at any time,
+ * also while other threads use the store.
+ *
+ * Provider: a blob missing from memory is asked of the backends in the
+ * order attached by cap_store_get_blob, cap_store_get(Hash),
+ * cap_store_promote_blob_to_instance, cap_store_fetch_blob and
+ * cap_store_pin. A backend that answers CAP_ENOTFOUND passes the question
+ * on; the first other answer decides: the bytes are decoded, verified
+ * (unless the backend is CAP_BACKEND_TRUSTED) and published as a clean
+ * blob, or the error is returned and nothing is published (a corrupt or
+ * failing backend is reported, not skipped). Concurrent misses on one hash
+ * fetch once: the other threads wait through the lock hooks' wait /
+ * notify_all and get the published cap or the fetcher's error. No store
+ * lock is held while a backend is called.
+ *
+ * Writing: the first writable (not CAP_BACKEND_READONLY) backend receives
+ * flushes and write-through puts.
+ *
+ * Errors: CAP_EINVAL (bad table, err->what; CAP_STORE_MAX_BACKENDS already
+ * attached; `b` already attached). */
+int cap_store_add_backend(cap_store_t *s, const cap_backend_t *b, cap_err_t *err);
+
+/** Like cap_store_get_blob, with the error detail of a failed fetch:
+ * CAP_EBLOBMISSING (in no tier and no backend), CAP_EMISMATCH (a backend's
+ * bytes hash to another hash; nothing published), CAP_EDECODE (err->offset),
+ * CAP_EBACKEND (err->what), CAP_ENOMEM. */
+int cap_store_fetch_blob(cap_store_t *s, const cap_hash_t *h, cap_t **out, cap_err_t *err);
+
+/** Whether `h` exists anywhere: CAP_OK if in memory or in a backend,
+ * CAP_ENOTFOUND if nowhere, or the error of the first backend that failed
+ * to answer (CAP_EBACKEND). Fetches nothing. */
+int cap_store_exists(cap_store_t *s, const cap_hash_t *h, cap_err_t *err);
+
+/** Write every blob not yet written (dirty: published by a put or by settle
+ * and not yet flushed; fetched and written-through blobs are clean) to the
+ * first writable backend in one batch (one transaction for LMDB), then the
+ * backend's flush: on CAP_OK they are durable and clean; on an error none is
+ * marked clean and a later flush retries them. Blobs put while a flush runs
+ * may wait for the next one. *written (may be NULL) gets how many were
+ * written. CAP_OK with *written = 0 when no backend is attached or nothing
+ * is dirty; CAP_EBACKEND ("no writable backend attached") when only
+ * read-only backends are attached and blobs are dirty.
+ *
+ * CAP_STORE_WRITE_THROUGH: a put (put_cap, put_cap_with_hash) of a blob not
+ * in memory writes it to the first writable backend before publishing it
+ * clean; if the write fails the put returns the backend's error
+ * (CAP_EBACKEND, CAP_ENOMEM), publishes nothing and leaves the cap
+ * unfrozen. A put of a blob already in memory writes nothing. Without a
+ * writable backend the flag has no effect (blobs stay dirty). Blobs that
+ * settle publishes are not written through: the next flush writes them. */
+int cap_store_flush(cap_store_t *s, size_t *written, cap_err_t *err);
+
+/* Blob retention ----------------------------------------------------------------------------- */
+
+/** Pin a blob (counted: n pins need n unpins). A pinned blob is never dropped
+ * from memory (its children are not pinned by it). Fetches it from a backend
+ * if needed; CAP_EBLOBMISSING (or a fetch error) if it is nowhere. */
+int cap_store_pin(cap_store_t *s, const cap_hash_t *h, cap_err_t *err);
+/** Remove one pin. CAP_EINVAL if the blob is not pinned (or not in memory). */
+int cap_store_unpin(cap_store_t *s, const cap_hash_t *h);
+
+/** Memory budget for the blob tier in bytes (0, the default: no limit).
+ * When the tier is over it, a put or fetch that adds a blob, a flush, or
+ * cap_store_trim drops blobs from memory down to 7/8 of the budget, least
+ * recently used first (CLOCK: a lookup marks a blob used; a trim pass
+ * clears the mark before it may drop it). Dropped are only blobs that can
+ * come back: a backend is attached and the blob is clean (fetched, flushed
+ * or written through). Kept are blobs pinned, referenced from outside the
+ * store (a reference held by a caller or an instance entry), or reachable
+ * from an instance entry through Hash targets (the entry's cap, then the
+ * blobs in memory it names, transitively; a blob that becomes reachable
+ * while a trim runs may still go, and comes back through the provider).
+ * Without a backend nothing is dropped. When a trim cannot get under the
+ * budget, puts try again only once the tier has grown by another eighth of
+ * it (or after a flush, an unpin or a new backend). Takes effect at the
+ * next of those calls. */
+void cap_store_set_budget(cap_store_t *s, size_t bytes);
+/** Bytes the blob tier accounts for now: an estimate per blob of its cap
+ * (the struct, CNode slots, Data pages, overlays, Image arrays) and table
+ * slot. Shared Data pages count once per blob. */
+size_t cap_store_blob_bytes(cap_store_t *s);
+/** Drop what the budget allows now (as above); *dropped (may be NULL) gets
+ * the count. CAP_OK with nothing dropped when under the budget, without a
+ * backend, or while another trim runs; CAP_ENOMEM (nothing dropped) if the
+ * reachability pass could not get its work list. */
+int cap_store_trim(cap_store_t *s, size_t *dropped);
 
 #ifdef __cplusplus
 }

@@ -104,9 +104,11 @@ static void free_body(cap_t *c)
     switch ((cap_kind_t)c->kind) {
     case CAP_KIND_CNODE: {
         cap_cnode_body_t *b = &c->u.cnode;
-        for (size_t i = 0; i < b->count; i++)
-            cap_slot_target_drop(&b->entries[i].target);
-        cap_mem_free(a, b->entries, b->capacity * sizeof *b->entries);
+        if (b->ref_count)
+            for (size_t i = 0; i < b->count; i++)
+                cap_slot_target_drop(&b->entries[i].target);
+        if (!cap_cnode_entries_inline(c))
+            cap_mem_free(a, b->entries, b->capacity * sizeof *b->entries);
         break;
     }
     case CAP_KIND_DATA: {
@@ -140,7 +142,7 @@ void cap_release(cap_t *c)
         return;
     const cap_alloc_t *a = c->alloc;
     free_body(c);
-    cap_mem_free(a, c, sizeof *c);
+    cap_mem_free(a, c, cap_block_size(c));
 }
 
 cap_kind_t cap_kind(const cap_t *c)
@@ -182,22 +184,41 @@ bool cap_is_writable(const cap_t *c)
 
 /* Copy ---------------------------------------------------------------------------------- */
 
-static int copy_cnode(cap_t *dst, const cap_t *src)
+/* A CNode copy is one allocation: the struct, then the entries with spare
+ * room for a few more (a copy is usually made to be edited: make_mut then
+ * set). */
+static int copy_cnode(const cap_t *src, cap_t **out)
 {
     const cap_cnode_body_t *s = &src->u.cnode;
-    cap_cnode_body_t *d = &dst->u.cnode;
+    size_t room = s->count + 4 + s->count / 4;
+    size_t max = (size_t)1 << s->size_log;
+    if (room > max)
+        room = max;
+    if (room < s->count) /* unreachable: count <= 2^size_log */
+        room = s->count;
+    cap_t *c = cap_mem_alloc(src->alloc, CAP_STRUCT_SIZE + room * sizeof(cap_cnode_entry_t));
+    if (!c)
+        return CAP_ENOMEM;
+    cap_memset(c, 0, sizeof *c);
+    atomic_init(&c->refs, 1);
+    atomic_init(&c->flags, 0);
+    c->kind = CAP_KIND_CNODE;
+    c->alloc = src->alloc;
+    cap_cnode_body_t *d = &c->u.cnode;
     d->size_log = s->size_log;
+    d->inline_capacity = room;
+    d->entries = cap_cnode_inline(c);
+    d->capacity = room;
     if (s->count) {
-        d->entries = cap_mem_alloc(src->alloc, s->count * sizeof *d->entries);
-        if (!d->entries)
-            return CAP_ENOMEM;
         cap_memcpy(d->entries, s->entries, s->count * sizeof *d->entries);
-        for (size_t i = 0; i < s->count; i++)
-            if (d->entries[i].target.is_ref)
-                cap_ref_retain(d->entries[i].target.u.ref);
+        if (s->ref_count)
+            for (size_t i = 0; i < s->count; i++)
+                if (d->entries[i].target.is_ref)
+                    cap_ref_retain(d->entries[i].target.u.ref);
     }
-    d->count = d->capacity = s->count;
+    d->count = s->count;
     d->ref_count = s->ref_count;
+    *out = c;
     return CAP_OK;
 }
 
@@ -263,6 +284,8 @@ int cap_copy(const cap_t *src, cap_t **out)
 {
     if (!src || !out)
         return CAP_EINVAL;
+    if (src->kind == CAP_KIND_CNODE)
+        return copy_cnode(src, out);
     cap_t *c;
     int rc = cap_alloc_bare(&c, src->alloc, (cap_kind_t)src->kind);
     if (rc)
@@ -271,8 +294,7 @@ int cap_copy(const cap_t *src, cap_t **out)
     case CAP_KIND_TYPE:
         c->u.type_chain = src->u.type_chain;
         break;
-    case CAP_KIND_CNODE:
-        rc = copy_cnode(c, src);
+    case CAP_KIND_CNODE: /* handled above */
         break;
     case CAP_KIND_DATA:
         rc = copy_data(c, src);
@@ -472,4 +494,28 @@ int cap_ref_target_rewrite(cap_t *c, const struct cap_ref *r, const cap_hash_t *
         }
     }
     return CAP_OK;
+}
+
+void cap_ref_targets_to_hashes(cap_t *c, cap_ref_hash_fn fn, void *ctx, size_t index)
+{
+    if (c->kind == CAP_KIND_INSTANCE) {
+        cap_slot_target_t *st = &c->u.instance.root_cnode;
+        if (st->is_ref) {
+            st->is_ref = 0;
+            st->u.hash = *fn(ctx, index, 0);
+        }
+        return;
+    }
+    if (c->kind != CAP_KIND_CNODE)
+        return;
+    cap_cnode_body_t *b = &c->u.cnode;
+    size_t ord = 0;
+    for (size_t k = 0; k < b->count && ord < b->ref_count; k++) {
+        cap_slot_target_t *st = &b->entries[k].target;
+        if (st->is_ref) {
+            st->is_ref = 0;
+            st->u.hash = *fn(ctx, index, ord++);
+        }
+    }
+    b->ref_count = 0;
 }

@@ -57,6 +57,11 @@ typedef struct cap_cnode_body {
     size_t capacity; /* allocated entries */
     cap_cnode_entry_t *entries;
     size_t ref_count; /* entries whose target is a Ref (kept by the cnode setters) */
+    /* Entries allocated in the cap's own block, right after the struct (a
+     * copy is one allocation with spare room, so make_mut + set costs one
+     * malloc). `entries` points there while they suffice; a larger array is
+     * allocated apart and the inline room stays unused until the cap goes. */
+    size_t inline_capacity;
 } cap_cnode_body_t;
 
 /* A Data page shared between copies of a Data cap. Immutable once shared
@@ -118,6 +123,9 @@ struct cap {
     } u;
 };
 
+/* sizeof(struct cap) rounded up so inline CNode entries after it stay aligned. */
+#define CAP_STRUCT_SIZE ((sizeof(struct cap) + 15u) & ~(size_t)15u)
+
 /* Allocation helpers through a cap_alloc_t. */
 static inline void *cap_mem_alloc(const cap_alloc_t *a, size_t n)
 {
@@ -140,8 +148,46 @@ struct cap_ref *cap_ref_target_at(const cap_t *c, size_t i);
  * cnode's/instance's references to `r`. Requires a writable cap. */
 int cap_ref_target_rewrite(cap_t *c, const struct cap_ref *r, const cap_hash_t *h);
 
+/** The hash standing for Ref number `ordinal` (in slot order; an Instance's
+ * root_cnode is 0) of caps[index] in cap_hash_many. Never NULL. */
+typedef const cap_hash_t *(*cap_ref_hash_fn)(void *ctx, size_t index, size_t ordinal);
+
+/** cap_hash of caps[0..n) into out[0..n), every Ref target hashing as `fn`
+ * says (fn NULL: a Ref is CAP_EUNSETTLED). CNodes are hashed together, a
+ * tree level of all of them per batch call, so narrow trees still fill the
+ * kernel's lanes. Allocates scratch from the CNodes' allocator: CAP_ENOMEM.
+ * On an error nothing useful is in out. */
+int cap_hash_many(const cap_t *const *caps, size_t n, cap_hash_t *out, cap_ref_hash_fn fn,
+                  void *ctx);
+
+/** Replace every Ref target of `c` (CNode slots in slot order, an Instance's
+ * root_cnode) by the hash fn(ctx, index, ordinal) gives, WITHOUT releasing
+ * the handles: the references the cap held pass to the caller, who releases
+ * them later (settle does this under the store's locks, where no handle may
+ * be released). The caller must own `c` exclusively; not checked. */
+void cap_ref_targets_to_hashes(cap_t *c, cap_ref_hash_fn fn, void *ctx, size_t index);
+
 /** Allocate a bare cap of a kind with refcount 1 (body zeroed). */
 int cap_alloc_bare(cap_t **out, const cap_alloc_t *a, cap_kind_t kind);
+
+/** The inline entry room of a CNode (right after the struct, see
+ * cap_cnode_body_t), and the size of the cap's own block. */
+static inline cap_cnode_entry_t *cap_cnode_inline(const cap_t *c)
+{
+    return (cap_cnode_entry_t *)(void *)((char *)(void *)(uintptr_t)c + CAP_STRUCT_SIZE);
+}
+/* Whether a CNode's entries are in its inline room (checked by capacity
+ * first: a separate array could sit right after a cap without room). */
+static inline bool cap_cnode_entries_inline(const cap_t *c)
+{
+    return c->u.cnode.inline_capacity && c->u.cnode.entries == cap_cnode_inline(c);
+}
+static inline size_t cap_block_size(const cap_t *c)
+{
+    return c->kind == CAP_KIND_CNODE
+               ? CAP_STRUCT_SIZE + c->u.cnode.inline_capacity * sizeof(cap_cnode_entry_t)
+               : sizeof(struct cap);
+}
 
 /* Pages (data.c). A new page has refs 1. NULL on allocation failure. */
 cap_page_t *cap_page_new_loaded(const cap_alloc_t *a, const uint8_t *bytes, uint32_t size);

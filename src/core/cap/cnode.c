@@ -48,7 +48,7 @@ static bool in_range(const cap_cnode_body_t *b, uint32_t slot)
     return (uint64_t)slot < ((uint64_t)1 << b->size_log);
 }
 
-static int grow(const cap_alloc_t *a, cap_cnode_body_t *b)
+static int grow(const cap_alloc_t *a, cap_cnode_body_t *b, bool inl)
 {
     size_t cap = b->capacity ? b->capacity * 2 : 4;
     size_t max = (size_t)1 << b->size_log;
@@ -56,9 +56,18 @@ static int grow(const cap_alloc_t *a, cap_cnode_body_t *b)
         cap = max;
     if (cap <= b->count)
         cap = b->count + 1; /* unreachable: count < 2^size_log when a slot is free */
-    cap_cnode_entry_t *e = cap_mem_realloc(a, b->entries, b->capacity * sizeof *e, cap * sizeof *e);
-    if (!e)
-        return CAP_ENOMEM;
+    cap_cnode_entry_t *e;
+    if (inl) {
+        /* Outgrowing the inline room: the new array lives apart. */
+        e = cap_mem_alloc(a, cap * sizeof *e);
+        if (!e)
+            return CAP_ENOMEM;
+        cap_memcpy(e, b->entries, b->count * sizeof *e);
+    } else {
+        e = cap_mem_realloc(a, b->entries, b->capacity * sizeof *e, cap * sizeof *e);
+        if (!e)
+            return CAP_ENOMEM;
+    }
     b->entries = e;
     b->capacity = cap;
     return CAP_OK;
@@ -91,7 +100,7 @@ int cap_cnode_set(cap_t *c, uint32_t slot, const cap_target_t *t)
         return CAP_OK;
     }
     if (b->count == b->capacity) {
-        rc = grow(c->alloc, b);
+        rc = grow(c->alloc, b, cap_cnode_entries_inline(c));
         if (rc)
             return rc;
     }
@@ -119,11 +128,12 @@ int cap_cnode_clear(cap_t *c, uint32_t slot)
     b->ref_count -= (size_t)old.is_ref;
     cap_memmove(&b->entries[i], &b->entries[i + 1], (b->count - i - 1) * sizeof *b->entries);
     b->count--;
-    if (b->count == 0) {
-        /* Give the memory back once empty (a free never fails). */
+    if (b->count == 0 && !cap_cnode_entries_inline(c)) {
+        /* Give the memory back once empty (a free never fails); the inline
+         * room, if any, serves again. */
         cap_mem_free(c->alloc, b->entries, b->capacity * sizeof *b->entries);
-        b->entries = (cap_cnode_entry_t *)0;
-        b->capacity = 0;
+        b->capacity = b->inline_capacity;
+        b->entries = b->capacity ? cap_cnode_inline(c) : (cap_cnode_entry_t *)0;
     }
     cap_slot_target_drop(&old);
     return CAP_OK;

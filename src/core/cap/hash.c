@@ -180,123 +180,203 @@ static int hash_data(const cap_t *c, uint8_t out[32])
 
 /* CNode ----------------------------------------------------------------------------------- */
 
-/* The slot list's root at depth 16, sparse: each level is the sorted list of
- * its non-zero nodes (index, digest); two siblings pair up, a lone node pairs
- * with the zero subtree of its level. A level's messages are built into
- * `msg` and hashed with one batch call into `dig`, so the kernel keeps
- * several nodes in flight. Once one node is left, the rest is a chain of
- * pairs with zero subtrees. Level 0 reads the entries directly (no gather).
- * Scratch: dig n*32, msg n*64, idx n*4 bytes. */
-static void cnode_slots_root(const cap_cnode_entry_t *e, size_t n, uint8_t *dig, uint8_t *msg,
-                             uint32_t *idx, uint8_t out[32])
+/* A CNode's slot list is a depth-16 tree, hashed sparse: each level is the
+ * sorted list of its non-zero nodes (index, digest); two siblings pair up, a
+ * lone node pairs with the zero subtree of its level. Several CNodes are
+ * hashed together, level by level: one batch call per level takes every
+ * node of that level of every CNode, so even the narrow top levels (one
+ * node per CNode) keep the kernel's lanes full when many CNodes are hashed
+ * at once (settle), and a single CNode costs what the sparse tree needs. */
+
+/* Entries hashed with stack scratch by cap_hash. */
+#define CNODE_STACK_ENTRIES 64u
+/* Entries (summed over CNodes) per batch of cap_hash_many. */
+#define CNODE_CHUNK_ENTRIES 256u
+/* Scratch per entry: a message (64), a digest (32), a node index (4), and
+ * per CNode (at most one per entry) its place (8) and its caller index (8). */
+#define CNODE_SCRATCH_PER_ENTRY (64u + 32u + 4u + 8u + 8u)
+
+typedef struct cnode_job {
+    uint32_t off; /* its nodes' first position in dig/idx at this level */
+    uint32_t m;   /* its node count at this level */
+} cnode_job_t;
+
+typedef struct cnode_scratch {
+    uint8_t *msg;
+    uint8_t *dig;
+    uint32_t *idx;
+    cnode_job_t *job;
+    size_t *who; /* caller index of each CNode of the batch */
+} cnode_scratch_t;
+
+static void cnode_scratch_carve(cnode_scratch_t *w, void *mem, size_t entries)
 {
-    static const uint8_t zero[32];
-    size_t k = 0;
-    for (size_t i = 0; i < n; k++) {
-        uint32_t s = e[i].slot;
-        uint8_t *mm = msg + 64 * k;
-        if ((s & 1u) == 0 && i + 1 < n && e[i + 1].slot == s + 1) {
-            cap_memcpy(mm, e[i].target.u.hash.bytes, 32);
-            cap_memcpy(mm + 32, e[i + 1].target.u.hash.bytes, 32);
-            i += 2;
-        } else if (s & 1u) {
-            cap_memcpy(mm, zero, 32);
-            cap_memcpy(mm + 32, e[i].target.u.hash.bytes, 32);
-            i++;
-        } else {
-            cap_memcpy(mm, e[i].target.u.hash.bytes, 32);
-            cap_memcpy(mm + 32, zero, 32);
-            i++;
-        }
-        idx[k] = s >> 1;
-    }
-    cap_sha256_nodes(dig, msg, k);
-    size_t m = k;
-    unsigned level = 1;
-    for (; level < CNODE_DEPTH && m > 1; level++) {
-        const uint8_t *z = cap_ssz_zero_hash(level);
-        k = 0;
-        for (size_t i = 0; i < m; k++) {
-            uint32_t x = idx[i];
-            uint8_t *mm = msg + 64 * k;
-            if ((x & 1u) == 0 && i + 1 < m && idx[i + 1] == x + 1) {
-                cap_memcpy(mm, dig + 32 * i, 64);
-                i += 2;
-            } else if (x & 1u) {
-                cap_memcpy(mm, z, 32);
-                cap_memcpy(mm + 32, dig + 32 * i, 32);
-                i++;
-            } else {
-                cap_memcpy(mm, dig + 32 * i, 32);
-                cap_memcpy(mm + 32, z, 32);
-                i++;
-            }
-            idx[k] = x >> 1; /* k <= i: nothing unread is overwritten */
-        }
-        cap_sha256_nodes(dig, msg, k);
-        m = k;
-    }
-    uint8_t node[64];
-    uint32_t x = idx[0];
-    cap_memcpy(node, dig, 32);
-    for (; level < CNODE_DEPTH; level++, x >>= 1) {
-        const uint8_t *z = cap_ssz_zero_hash(level);
-        if (x & 1u) {
-            cap_memmove(node + 32, node, 32);
-            cap_memcpy(node, z, 32);
-        } else {
-            cap_memcpy(node + 32, z, 32);
-        }
-        cap_sha256_node(node, node);
-    }
-    cap_memcpy(out, node, 32);
+    uint8_t *p = mem; /* 8-aligned; every part below keeps 8-alignment */
+    w->job = (cnode_job_t *)(void *)p;
+    p += entries * sizeof(cnode_job_t);
+    w->who = (size_t *)(void *)p;
+    p += entries * sizeof(size_t);
+    w->msg = p;
+    p += entries * 64u;
+    w->dig = p;
+    p += entries * 32u;
+    w->idx = (uint32_t *)(void *)p;
 }
 
-#define CNODE_SCRATCH_PER_ENTRY (32u + 64u + 4u)
-
-static int hash_cnode(const cap_t *c, uint8_t out[32])
+/* The 32 bytes a slot's target hashes to: its hash, or the hash `fn` gives
+ * for the cap's next Ref (ordinal *ord in slot order). */
+static const uint8_t *target_bytes(const cap_slot_target_t *t, cap_ref_hash_fn fn, void *ctx,
+                                   size_t who, size_t *ord)
 {
-    const cap_cnode_body_t *b = &c->u.cnode;
-    if (b->ref_count)
-        return CAP_EUNSETTLED;
-    size_t n = b->count;
-    /* node: the slot list's root, then mix_in_length, then hash_pair(size_log, .) */
-    uint8_t node[64];
-    uint64_t len = 0;
-    if (n == 0) {
-        cap_memcpy(node + 32, cap_ssz_zero_hash(CNODE_DEPTH), 32);
-    } else {
-        _Alignas(8) uint8_t stack[CNODE_STACK_ENTRIES * CNODE_SCRATCH_PER_ENTRY];
-        uint8_t *mem = stack;
-        size_t need = n * CNODE_SCRATCH_PER_ENTRY; /* n <= 65536: no overflow */
-        if (n > CNODE_STACK_ENTRIES) {
-            mem = cap_mem_alloc(c->alloc, need);
-            if (!mem)
-                return CAP_ENOMEM;
+    if (!t->is_ref)
+        return t->u.hash.bytes;
+    return fn(ctx, who, (*ord)++)->bytes;
+}
+
+/* cap_hash of k non-empty CNodes w->who[0..k) of caps[], into out[who]. */
+static void cnode_batch(const cap_t *const *caps, size_t k, cap_ref_hash_fn fn, void *ctx,
+                        cnode_scratch_t *w, cap_hash_t *out)
+{
+    static const uint8_t zero[32];
+    uint8_t *msg = w->msg, *dig = w->dig;
+    uint32_t *idx = w->idx;
+    cnode_job_t *job = w->job;
+    /* Level 0 reads the entries directly. */
+    size_t t = 0;
+    for (size_t j = 0; j < k; j++) {
+        /* Caps and their entries are scattered: fetch a few ahead. */
+        if (j + 8 < k)
+            __builtin_prefetch(caps[w->who[j + 8]]);
+        if (j + 4 < k)
+            __builtin_prefetch(caps[w->who[j + 4]]->u.cnode.entries);
+        const cap_cnode_body_t *b = &caps[w->who[j]]->u.cnode;
+        const cap_cnode_entry_t *e = b->entries;
+        size_t n = b->count, ord = 0;
+        job[j].off = (uint32_t)t;
+        for (size_t i = 0; i < n; t++) {
+            uint32_t sl = e[i].slot;
+            uint8_t *mm = msg + 64 * t;
+            const uint8_t *a = target_bytes(&e[i].target, fn, ctx, w->who[j], &ord);
+            if ((sl & 1u) == 0 && i + 1 < n && e[i + 1].slot == sl + 1) {
+                cap_memcpy(mm, a, 32);
+                cap_memcpy(mm + 32, target_bytes(&e[i + 1].target, fn, ctx, w->who[j], &ord), 32);
+                i += 2;
+            } else if (sl & 1u) {
+                cap_memcpy(mm, zero, 32);
+                cap_memcpy(mm + 32, a, 32);
+                i++;
+            } else {
+                cap_memcpy(mm, a, 32);
+                cap_memcpy(mm + 32, zero, 32);
+                i++;
+            }
+            idx[t] = sl >> 1;
         }
-        cnode_slots_root(b->entries, n, mem, mem + 32 * n, (uint32_t *)(void *)(mem + 96 * n),
-                         node + 32);
-        if (mem != stack)
-            cap_mem_free(c->alloc, mem, need);
-        len = (uint64_t)b->entries[n - 1].slot + 1;
+        job[j].m = (uint32_t)(t - job[j].off);
     }
-    cap_ssz_mix_in_length(node + 32, node + 32, len);
-    cap_ssz_chunk_u64(node, b->size_log);
-    cap_sha256_node(out, node);
+    cap_sha256_nodes(dig, msg, t);
+    /* Levels 1..15. A CNode's parents are written at or below its children
+     * (every earlier CNode shrank too, and a message takes one or two
+     * children), and both children are read before their parent's index is
+     * written, so idx is reduced in place. */
+    for (unsigned level = 1; level < CNODE_DEPTH; level++) {
+        const uint8_t *z = cap_ssz_zero_hash(level);
+        t = 0;
+        for (size_t j = 0; j < k; j++) {
+            size_t off = job[j].off, m = job[j].m, start = t;
+            const uint8_t *d = dig + 32 * off;
+            const uint32_t *x = idx + off;
+            for (size_t i = 0; i < m; t++) {
+                uint32_t xi = x[i];
+                uint8_t *mm = msg + 64 * t;
+                if ((xi & 1u) == 0 && i + 1 < m && x[i + 1] == xi + 1) {
+                    cap_memcpy(mm, d + 32 * i, 64);
+                    i += 2;
+                } else if (xi & 1u) {
+                    cap_memcpy(mm, z, 32);
+                    cap_memcpy(mm + 32, d + 32 * i, 32);
+                    i++;
+                } else {
+                    cap_memcpy(mm, d + 32 * i, 32);
+                    cap_memcpy(mm + 32, z, 32);
+                    i++;
+                }
+                idx[t] = xi >> 1;
+            }
+            job[j].off = (uint32_t)start;
+            job[j].m = (uint32_t)(t - start);
+        }
+        cap_sha256_nodes(dig, msg, t);
+    }
+    /* One node per CNode is left, CNode j's at dig[32j]: mix_in_length,
+     * then hash_pair(size_log, .), then mix_in_selector, each for all. */
+    for (size_t j = 0; j < k; j++) {
+        const cap_cnode_body_t *b = &caps[w->who[j]]->u.cnode;
+        cap_memcpy(msg + 64 * j, dig + 32 * j, 32);
+        cap_ssz_chunk_u64(msg + 64 * j + 32, (uint64_t)b->entries[b->count - 1].slot + 1);
+    }
+    cap_sha256_nodes(dig, msg, k);
+    for (size_t j = 0; j < k; j++) {
+        cap_ssz_chunk_u64(msg + 64 * j, caps[w->who[j]]->u.cnode.size_log);
+        cap_memcpy(msg + 64 * j + 32, dig + 32 * j, 32);
+    }
+    cap_sha256_nodes(dig, msg, k);
+    for (size_t j = 0; j < k; j++) {
+        cap_memcpy(msg + 64 * j, dig + 32 * j, 32);
+        cap_ssz_chunk_u64(msg + 64 * j + 32, CAP_KIND_CNODE);
+    }
+    cap_sha256_nodes(dig, msg, k);
+    for (size_t j = 0; j < k; j++)
+        cap_memcpy(out[w->who[j]].bytes, dig + 32 * j, 32);
+}
+
+/* cap_hash of an empty CNode: no slot to hash. */
+static void cnode_empty(const cap_t *c, uint8_t out[32])
+{
+    uint8_t node[64];
+    cap_ssz_mix_in_length(node + 32, cap_ssz_zero_hash(CNODE_DEPTH), 0);
+    cap_ssz_chunk_u64(node, c->u.cnode.size_log);
+    cap_sha256_node(node, node);
+    cap_ssz_mix_in_selector(out, node, CAP_KIND_CNODE);
+}
+
+/* cap_hash of one CNode (caps[i]), with its own scratch. */
+static int cnode_one(const cap_t *const *caps, size_t i, cap_ref_hash_fn fn, void *ctx,
+                     cap_hash_t *out)
+{
+    const cap_t *c = caps[i];
+    size_t n = c->u.cnode.count;
+    if (n == 0) {
+        cnode_empty(c, out[i].bytes);
+        return CAP_OK;
+    }
+    _Alignas(8) uint8_t stack[CNODE_STACK_ENTRIES * CNODE_SCRATCH_PER_ENTRY];
+    void *mem = stack;
+    size_t need = n * CNODE_SCRATCH_PER_ENTRY; /* n <= 65536: no overflow */
+    if (n > CNODE_STACK_ENTRIES) {
+        mem = cap_mem_alloc(c->alloc, need);
+        if (!mem)
+            return CAP_ENOMEM;
+    }
+    cnode_scratch_t w;
+    cnode_scratch_carve(&w, mem, n);
+    w.who[0] = i;
+    cnode_batch(caps, 1, fn, ctx, &w, out);
+    if (mem != (void *)stack)
+        cap_mem_free(c->alloc, mem, need);
     return CAP_OK;
 }
 
 /* Instance -------------------------------------------------------------------------------- */
 
-static int hash_instance(const cap_t *c, uint8_t out[32])
+/* root: the root_cnode's hash (resolved by the caller when it is a Ref). */
+static int hash_instance(const cap_t *c, const uint8_t root[32], uint8_t out[32])
 {
     const cap_instance_body_t *b = &c->u.instance;
-    if (b->root_cnode.is_ref)
-        return CAP_EUNSETTLED;
     uint8_t f[8][32];
     cap_memcpy(f[0], b->image_hash_chain.bytes, 32);
     cap_memcpy(f[1], b->image_hash.bytes, 32);
-    cap_memcpy(f[2], b->root_cnode.u.hash.bytes, 32);
+    cap_memcpy(f[2], root, 32);
     {
         cap_merkle_t m;
         cap_merkle_init(&m, 32);
@@ -389,10 +469,9 @@ static int hash_image(const cap_t *c, uint8_t out[32])
 
 /* cap_hash -------------------------------------------------------------------------------- */
 
-int cap_hash(const cap_t *c, cap_hash_t *out)
+/* Any kind but a non-empty CNode; Refs through fn (NULL: CAP_EUNSETTLED). */
+static int hash_other(const cap_t *c, size_t who, cap_ref_hash_fn fn, void *ctx, uint8_t out[32])
 {
-    if (!c || !out)
-        return CAP_EINVAL;
     uint8_t root[32];
     int rc;
     switch ((cap_kind_t)c->kind) {
@@ -400,15 +479,16 @@ int cap_hash(const cap_t *c, cap_hash_t *out)
         cap_memcpy(root, c->u.type_chain.bytes, 32); /* one-field container */
         rc = CAP_OK;
         break;
-    case CAP_KIND_CNODE:
-        rc = hash_cnode(c, root);
-        break;
     case CAP_KIND_DATA:
         rc = hash_data(c, root);
         break;
-    case CAP_KIND_INSTANCE:
-        rc = hash_instance(c, root);
+    case CAP_KIND_INSTANCE: {
+        const cap_slot_target_t *t = &c->u.instance.root_cnode;
+        if (t->is_ref && !fn)
+            return CAP_EUNSETTLED;
+        rc = hash_instance(c, t->is_ref ? fn(ctx, who, 0)->bytes : t->u.hash.bytes, root);
         break;
+    }
     case CAP_KIND_IMAGE:
         rc = hash_image(c, root);
         break;
@@ -417,6 +497,76 @@ int cap_hash(const cap_t *c, cap_hash_t *out)
     }
     if (rc)
         return rc;
-    cap_ssz_mix_in_selector(out->bytes, root, c->kind);
+    cap_ssz_mix_in_selector(out, root, c->kind);
     return CAP_OK;
+}
+
+int cap_hash(const cap_t *c, cap_hash_t *out)
+{
+    if (!c || !out)
+        return CAP_EINVAL;
+    if (c->kind == CAP_KIND_CNODE) {
+        if (c->u.cnode.ref_count)
+            return CAP_EUNSETTLED;
+        return cnode_one(&c, 0, (cap_ref_hash_fn)0, (void *)0, out);
+    }
+    return hash_other(c, 0, (cap_ref_hash_fn)0, (void *)0, out->bytes);
+}
+
+int cap_hash_many(const cap_t *const *caps, size_t n, cap_hash_t *out, cap_ref_hash_fn fn,
+                  void *ctx)
+{
+    if (n && (!caps || !out))
+        return CAP_EINVAL;
+    /* Check everything first, so that nothing is hashed on an error. */
+    const cap_alloc_t *a = (const cap_alloc_t *)0;
+    size_t most = 0; /* entries of the largest batch below */
+    for (size_t i = 0; i < n; i++) {
+        const cap_t *c = caps[i];
+        if (!c || c->kind > CAP_KIND_TYPE)
+            return CAP_EINVAL;
+        if (!fn && cap_ref_target_count(c))
+            return CAP_EUNSETTLED;
+        if (c->kind == CAP_KIND_CNODE && c->u.cnode.count <= CNODE_CHUNK_ENTRIES) {
+            most += c->u.cnode.count;
+            a = c->alloc;
+        }
+    }
+    if (most > CNODE_CHUNK_ENTRIES)
+        most = CNODE_CHUNK_ENTRIES;
+    void *mem = (void *)0;
+    size_t need = most * CNODE_SCRATCH_PER_ENTRY;
+    if (most) {
+        mem = cap_mem_alloc(a, need);
+        if (!mem)
+            return CAP_ENOMEM;
+    }
+    cnode_scratch_t w;
+    if (mem)
+        cnode_scratch_carve(&w, mem, most);
+    size_t k = 0, used = 0; /* CNodes and entries gathered for the next batch */
+    int rc = CAP_OK;
+    for (size_t i = 0; i < n && rc == CAP_OK; i++) {
+        const cap_t *c = caps[i];
+        if (c->kind != CAP_KIND_CNODE) {
+            rc = hash_other(c, i, fn, ctx, out[i].bytes);
+            continue;
+        }
+        size_t cnt = c->u.cnode.count;
+        if (cnt == 0 || cnt > CNODE_CHUNK_ENTRIES) {
+            rc = cnode_one(caps, i, fn, ctx, out); /* empty, or a batch of its own */
+            continue;
+        }
+        if (used + cnt > most) {
+            cnode_batch(caps, k, fn, ctx, &w, out);
+            k = used = 0;
+        }
+        w.who[k++] = i;
+        used += cnt;
+    }
+    if (rc == CAP_OK && k)
+        cnode_batch(caps, k, fn, ctx, &w, out);
+    if (mem)
+        cap_mem_free(a, mem, need);
+    return rc;
 }

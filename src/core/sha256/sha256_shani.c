@@ -42,6 +42,7 @@ static _Alignas(16) const uint32_t iv_cdgh[4] = {0x5be0cd19u, 0x1f83d9abu, 0xa54
  * rather than looped so each node's values have their own variables (no
  * arrays for the compiler to keep in memory) whatever the compiler. */
 #define FOR4(M, ...) M(0, __VA_ARGS__) M(1, __VA_ARGS__) M(2, __VA_ARGS__) M(3, __VA_ARGS__)
+#define FOR3(M, ...) M(0, __VA_ARGS__) M(1, __VA_ARGS__) M(2, __VA_ARGS__)
 #define FOR2(M, ...) M(0, __VA_ARGS__) M(1, __VA_ARGS__)
 #define FOR1(M, ...) M(0, __VA_ARGS__)
 
@@ -114,6 +115,7 @@ static _Alignas(16) const uint32_t iv_cdgh[4] = {0x5be0cd19u, 0x1f83d9abu, 0xa54
     FOR(STORE, _)
 
 static SHANI_TARGET void group4(uint8_t *out, const uint8_t *in) { GROUP(FOR4) }
+static SHANI_TARGET void group3(uint8_t *out, const uint8_t *in) { GROUP(FOR3) }
 static SHANI_TARGET void group2(uint8_t *out, const uint8_t *in) { GROUP(FOR2) }
 static SHANI_TARGET void group1(uint8_t *out, const uint8_t *in) { GROUP(FOR1) }
 
@@ -194,17 +196,39 @@ static SHANI_TARGET void stream4(uint8_t *out, const uint8_t *in, size_t groups)
 
 void cap_sha256_nodes_shani(uint8_t *out, const uint8_t *in, size_t n)
 {
-    size_t groups = n / 4, i = 4 * groups;
+    /* Tails: a group of k costs about max(k, 2) node times (two nodes in
+     * flight cover the round latency), so 3 nodes go as one group of three
+     * and 5 as 3 + 2 rather than 4 + 1. */
+    size_t groups = n / 4, tail = n % 4;
+    if (tail == 1 && groups) {
+        groups--;
+        tail = 5;
+    }
     if (groups >= STREAM_MIN_GROUPS) {
         stream4(out, in, groups);
     } else {
         for (size_t g = 0; g < groups; g++) group4(out + 128 * g, in + 256 * g);
     }
-    if (n - i >= 2) {
-        group2(out + 32 * i, in + 64 * i);
-        i += 2;
+    size_t i = 4 * groups;
+    out += 32 * i;
+    in += 64 * i;
+    switch (tail) {
+    case 5:
+        group3(out, in);
+        group2(out + 96, in + 192);
+        break;
+    case 3:
+        group3(out, in);
+        break;
+    case 2:
+        group2(out, in);
+        break;
+    case 1:
+        group1(out, in);
+        break;
+    default:
+        break;
     }
-    if (i < n) group1(out + 32 * i, in + 64 * i);
 }
 
 #endif

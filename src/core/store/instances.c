@@ -2,26 +2,18 @@
  * on its shard's list; the shard lock guards the entry's cap. */
 #include "store/store_internal.h"
 
-/* Make a new entry holding `c` (the caller's reference passes to the store,
- * or is released on failure) and hand out its first handle reference. */
-static int put_entry(cap_store_t *s, cap_t *c, cap_ref_t **out)
+/* Link entry `e` (made by store_entry_new, holding its cap) under a fresh
+ * id and hand out its first handle reference. On failure the entry and its
+ * cap reference are released. */
+static int link_entry(cap_store_t *s, store_entry_t *e, cap_ref_t **out)
 {
-    int rc = store_ensure_ready(s);
-    if (rc) {
-        cap_release(c);
-        return rc;
-    }
-    store_entry_t *e = store_entry_new(s, c);
-    if (!e) {
-        cap_release(c);
-        return CAP_ENOMEM;
-    }
     /* Ids are handed out in order and never reused; UINT64_MAX is never
      * issued (the seed's checked_add): once next_id reaches it, the space is
      * exhausted. */
     uint64_t id = atomic_load_explicit(&s->next_id, memory_order_relaxed);
     do {
         if (id == UINT64_MAX) {
+            cap_t *c = e->cap;
             store_entry_discard(s, e);
             cap_release(c);
             return CAP_EIDSPACE;
@@ -36,6 +28,23 @@ static int put_entry(cap_store_t *s, cap_t *c, cap_ref_t **out)
     store_unlock(s, sh->lock);
     *out = &e->ref;
     return CAP_OK;
+}
+
+/* Make a new entry holding `c` (the caller's reference passes to the store,
+ * or is released on failure) and hand out its first handle reference. */
+static int put_entry(cap_store_t *s, cap_t *c, cap_ref_t **out)
+{
+    int rc = store_ensure_ready(s);
+    if (rc) {
+        cap_release(c);
+        return rc;
+    }
+    store_entry_t *e = store_entry_new(s, c);
+    if (!e) {
+        cap_release(c);
+        return CAP_ENOMEM;
+    }
+    return link_entry(s, e, out);
 }
 
 int cap_store_put_instance(cap_store_t *s, cap_t *cap, cap_ref_t **out)
@@ -56,10 +65,28 @@ int cap_store_promote_blob_to_instance(cap_store_t *s, const cap_hash_t *h, cap_
     if (!s || !h || !out)
         return CAP_EINVAL;
     cap_t *c;
-    int rc = cap_store_get_blob(s, h, &c);
+    int rc;
+    if (!store_backend_count(s)) {
+        rc = store_blob_get(s, h, &c, (cap_err_t *)0);
+        if (rc)
+            return rc;
+        return put_entry(s, c, out); /* shares the blob's cap: no copy */
+    }
+    rc = store_ensure_ready(s);
     if (rc)
         return rc;
-    return put_entry(s, c, out); /* shares the blob's cap: no copy */
+    /* With backends, the entry first: a blob fetched for a promote that then
+     * ran out of memory would change the store although the call failed. */
+    store_entry_t *e = store_entry_new(s, (cap_t *)0);
+    if (!e)
+        return CAP_ENOMEM;
+    rc = store_blob_get(s, h, &c, (cap_err_t *)0);
+    if (rc) {
+        store_entry_discard(s, e);
+        return rc;
+    }
+    e->cap = c; /* shares the blob's cap: no copy */
+    return link_entry(s, e, out);
 }
 
 static void set_missing(cap_err_t *err, uint64_t id)

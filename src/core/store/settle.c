@@ -2,17 +2,28 @@
  *
  * 1. Snapshot (iterative DFS, explicit stack from the allocator): take a
  *    reference to each reachable entry's cap and its version under the shard
- *    lock. A Ref to an entry on the current path is CAP_ECYCLE; an entry
- *    reached again after it was finished (a DAG) is reused.
- * 2. Post-order, outside any lock: a node with Refs gets a writable copy
- *    whose Refs are rewritten to the children's hashes; then it is hashed.
- * 3. Commit, all or nothing: reserve blob-table room first (the only step
- *    that can fail; growing a table changes nothing visible), lock every
- *    shard involved (increasing index), check that no entry changed since its
- *    snapshot (else drop everything and start again), then apply: Instance
- *    entries take their rewritten cap; the others move to the blob tier and
- *    leave the instance tier. Caps are released after the locks are dropped.
- *    At most the shard locks are held at once (no allocation under them). */
+ *    lock, and note which node each Ref leads to. A Ref to an entry on the
+ *    current path is CAP_ECYCLE; an entry reached again after it was
+ *    finished (a DAG) is reused. Post-order gives each node its height
+ *    (0: no Refs; else 1 + its highest child).
+ * 2. Hash, outside any lock, one height at a time: every node of a height
+ *    in one cap_hash_many call, each Ref hashing as its child's hash. The
+ *    nodes of one height are independent, so the batch kernel hashes them
+ *    side by side (a tree level of every CNode per call). No copy is made:
+ *    the snapshots are hashed as they are.
+ * 3. Commit, all or nothing. Before any lock: a node with Refs whose cap is
+ *    shared with anyone but its entry and this settle (or frozen) gets a
+ *    rewritten copy (the only allocations, with the blob-table room, that can
+ *    fail; growing a table changes nothing visible). Then lock every shard
+ *    involved (increasing index), check that no entry changed since its
+ *    snapshot and that every cap to be rewritten in place is still held only
+ *    by its entry and this settle (else drop the locks and prepare again, or
+ *    start over), then apply: Refs are rewritten to hashes in place (the
+ *    handle references the caps held pass to this settle, released after the
+ *    locks are dropped), Instance entries keep (or take) the rewritten cap;
+ *    the others move to the blob tier and leave the instance tier. Caps and
+ *    handles are released after the locks are dropped. At most the shard
+ *    locks are held at once (no allocation under them). */
 #include "store/store_internal.h"
 
 #define SETTLE_CONFLICT 1
@@ -20,13 +31,18 @@
 typedef struct snode {
     store_entry_t *e;
     cap_t *snap;  /* our reference to the entry's cap as snapshotted (or NULL once handed over) */
-    cap_t *fresh; /* our rewritten copy (or NULL: none / handed over) */
+    cap_t *fresh; /* a rewritten copy, when snap may not be rewritten in place */
     cap_t *old;   /* the entry's reference released by the commit */
     uint64_t version;
-    size_t pos; /* DFS cursor over the snapshot's targets */
+    size_t epos;    /* DFS cursor over the snapshot's entries */
+    size_t pos;     /* Refs visited so far (the next Ref's ordinal) */
+    size_t kid_off; /* its children's node indices: kids[kid_off .. + nkids) */
+    size_t nkids;   /* Ref targets of the snapshot */
+    uint32_t height;
     cap_hash_t hash;
     uint8_t done;
     uint8_t instance;
+    uint8_t rewrote; /* snap rewritten in place: the kids' handle references are ours */
 } snode_t;
 
 typedef struct settle_ctx {
@@ -36,8 +52,11 @@ typedef struct settle_ctx {
     size_t n, cap;
     size_t *stack;
     size_t depth, stack_cap;
-    size_t *map; /* node index + 1, 0 empty; keyed by the node's entry */
+    size_t *kids; /* child node index of every Ref, by parent then ordinal */
+    size_t nk, kids_cap;
+    uint64_t *map; /* 0 empty, else (node index + 1) << 32 | tag of the node's entry */
     unsigned map_log;
+    uint32_t max_height;
 } settle_ctx_t;
 
 /* Growable arrays through the allocator (allocate + copy + free, so only the
@@ -61,10 +80,16 @@ static int grow_array(const cap_alloc_t *a, void **p, size_t *cap, size_t elem, 
     return CAP_OK;
 }
 
-static size_t map_slot(const store_entry_t *e, unsigned log)
+static uint64_t map_key(const store_entry_t *e)
 {
-    uint64_t k = (uint64_t)(uintptr_t)e;
-    return (size_t)(((k >> 4) * 0x9E3779B97F4A7C15ull) >> (64u - log));
+    return ((uint64_t)(uintptr_t)e >> 4) * 0x9E3779B97F4A7C15ull;
+}
+
+/* A map slot holds the node index and 32 bits of the key, so a probe only
+ * reads a node (a likely cache miss) when the bits match. */
+static uint64_t map_word(size_t idx, uint64_t key)
+{
+    return ((uint64_t)(idx + 1) << 32) | (uint32_t)key;
 }
 
 /* Index of e's node, or SIZE_MAX. */
@@ -72,23 +97,25 @@ static size_t map_find(const settle_ctx_t *x, const store_entry_t *e)
 {
     if (!x->map)
         return SIZE_MAX;
+    uint64_t key = map_key(e);
     size_t mask = ((size_t)1 << x->map_log) - 1;
-    for (size_t i = map_slot(e, x->map_log);; i = (i + 1) & mask) {
-        size_t v = x->map[i];
+    for (size_t i = (size_t)(key >> (64u - x->map_log));; i = (i + 1) & mask) {
+        uint64_t v = x->map[i];
         if (!v)
             return SIZE_MAX;
-        if (x->nodes[v - 1].e == e)
-            return v - 1;
+        if ((uint32_t)v == (uint32_t)key && x->nodes[(v >> 32) - 1].e == e)
+            return (size_t)(v >> 32) - 1;
     }
 }
 
-static void map_put(settle_ctx_t *x, size_t *map, unsigned log, size_t idx)
+static void map_put(settle_ctx_t *x, uint64_t *map, unsigned log, size_t idx)
 {
+    uint64_t key = map_key(x->nodes[idx].e);
     size_t mask = ((size_t)1 << log) - 1;
-    size_t i = map_slot(x->nodes[idx].e, log);
+    size_t i = (size_t)(key >> (64u - log));
     while (map[i])
         i = (i + 1) & mask;
-    map[i] = idx + 1;
+    map[i] = map_word(idx, key);
 }
 
 /* Room in the map for one more node (load <= 1/2). */
@@ -97,15 +124,15 @@ static int map_reserve(settle_ctx_t *x)
     if (x->map && (x->n + 1) * 2 <= ((size_t)1 << x->map_log))
         return CAP_OK;
     unsigned log = x->map ? x->map_log + 1 : 6;
-    size_t bytes = sizeof(size_t) << log;
-    size_t *map = x->a->allocate(x->a->ctx, bytes);
+    size_t bytes = sizeof(uint64_t) << log;
+    uint64_t *map = x->a->allocate(x->a->ctx, bytes);
     if (!map)
         return CAP_ENOMEM;
     cap_memset(map, 0, bytes);
     for (size_t i = 0; i < x->n; i++)
         map_put(x, map, log, i);
     if (x->map)
-        x->a->deallocate(x->a->ctx, x->map, sizeof(size_t) << x->map_log);
+        x->a->deallocate(x->a->ctx, x->map, sizeof(uint64_t) << x->map_log);
     x->map = map;
     x->map_log = log;
     return CAP_OK;
@@ -139,87 +166,67 @@ static int add_node(settle_ctx_t *x, store_entry_t *e, cap_err_t *err)
         }
         return CAP_EINSTANCEMISSING;
     }
+    size_t nk = cap_ref_target_count(c);
+    rc = grow_array(x->a, (void **)&x->kids, &x->kids_cap, sizeof(size_t), x->nk + nk);
+    if (rc) {
+        cap_release(c);
+        return rc;
+    }
     snode_t *nd = &x->nodes[x->n];
     cap_memset(nd, 0, sizeof *nd);
     nd->e = e;
     nd->snap = c;
     nd->version = version;
     nd->instance = cap_kind(c) == CAP_KIND_INSTANCE;
+    nd->kid_off = x->nk;
+    nd->nkids = nk;
+    x->nk += nk;
+    if (nk && c->kind == CAP_KIND_CNODE) {
+        /* The DFS visits these handles next: start fetching them now. */
+        const cap_cnode_entry_t *en = c->u.cnode.entries;
+        for (size_t k = 0; k < c->u.cnode.count; k++)
+            if (en[k].target.is_ref)
+                __builtin_prefetch(en[k].target.u.ref);
+    }
     map_put(x, x->map, x->map_log, x->n);
     x->stack[x->depth++] = x->n;
     x->n++;
     return CAP_OK;
 }
 
-/* The next Ref target of node i's snapshot, or NULL when none is left. */
-static cap_ref_t *next_child(snode_t *nd)
+/* The next Ref target of a node's snapshot (its ordinal is nd->pos - 1), or
+ * NULL when none is left. The snapshot cannot change: we hold a reference,
+ * so every writer copies it. */
+static struct cap_ref *next_child(snode_t *nd)
 {
-    cap_t *c = nd->snap;
-    if (!cap_has_refs(c))
-        return (cap_ref_t *)0;
-    cap_target_t t;
-    if (cap_kind(c) == CAP_KIND_INSTANCE) {
-        if (nd->pos++ == 0) {
-            t = cap_instance_root_cnode(c);
-            if (t.kind == CAP_TARGET_REF)
-                return t.ref;
-        }
-        return (cap_ref_t *)0;
+    if (nd->pos == nd->nkids)
+        return (struct cap_ref *)0;
+    const cap_t *c = nd->snap;
+    if (c->kind == CAP_KIND_INSTANCE) {
+        nd->pos++;
+        return c->u.instance.root_cnode.u.ref;
     }
-    size_t count = cap_cnode_count(c);
-    while (nd->pos < count) {
-        if (cap_cnode_entry(c, nd->pos++, (uint32_t *)0, &t) == CAP_OK &&
-            t.kind == CAP_TARGET_REF)
-            return t.ref;
-    }
-    return (cap_ref_t *)0;
+    const cap_cnode_entry_t *en = c->u.cnode.entries;
+    while (!en[nd->epos].target.is_ref)
+        nd->epos++;
+    nd->pos++;
+    return en[nd->epos++].target.u.ref;
 }
 
-static const cap_hash_t *child_hash(const settle_ctx_t *x, cap_ref_t *r)
-{
-    size_t j = map_find(x, (store_entry_t *)(void *)r);
-    return &x->nodes[j].hash;
-}
-
-/* Post-order step: rewrite node i's Refs to its children's hashes on a copy,
- * then hash it. */
-static int finish_node(settle_ctx_t *x, size_t i)
+/* Post-order step: every child is done; the node's height follows. */
+static void finish_node(settle_ctx_t *x, size_t i)
 {
     snode_t *nd = &x->nodes[i];
-    const cap_t *src = nd->snap;
-    if (cap_has_refs(src)) {
-        cap_t *copy;
-        int rc = cap_copy(src, &copy);
-        if (rc)
-            return rc;
-        cap_target_t t, h;
-        if (cap_kind(copy) == CAP_KIND_INSTANCE) {
-            t = cap_instance_root_cnode(copy);
-            h = cap_target_of_hash(child_hash(x, t.ref));
-            rc = cap_instance_set_root_cnode(copy, &h);
-        } else {
-            size_t count = cap_cnode_count(copy);
-            for (size_t k = 0; k < count && rc == CAP_OK; k++) {
-                uint32_t slot;
-                rc = cap_cnode_entry(copy, k, &slot, &t);
-                if (rc == CAP_OK && t.kind == CAP_TARGET_REF) {
-                    h = cap_target_of_hash(child_hash(x, t.ref));
-                    rc = cap_cnode_set(copy, slot, &h);
-                }
-            }
-        }
-        if (rc) {
-            cap_release(copy);
-            return rc;
-        }
-        nd->fresh = copy;
-        src = copy;
+    uint32_t h = 0;
+    for (size_t k = 0; k < nd->nkids; k++) {
+        uint32_t ch = x->nodes[x->kids[nd->kid_off + k]].height + 1;
+        if (ch > h)
+            h = ch;
     }
-    int rc = cap_hash(src, &nd->hash);
-    if (rc)
-        return rc;
+    nd->height = h;
     nd->done = 1;
-    return CAP_OK;
+    if (h > x->max_height)
+        x->max_height = h;
 }
 
 static int snapshot(settle_ctx_t *x, store_entry_t *root, cap_err_t *err)
@@ -227,22 +234,97 @@ static int snapshot(settle_ctx_t *x, store_entry_t *root, cap_err_t *err)
     int rc = add_node(x, root, err);
     while (rc == CAP_OK && x->depth) {
         size_t i = x->stack[x->depth - 1];
-        cap_ref_t *r = next_child(&x->nodes[i]);
+        struct cap_ref *r = next_child(&x->nodes[i]);
         if (!r) {
-            rc = finish_node(x, i);
+            finish_node(x, i);
             x->depth--;
             continue;
         }
+        size_t slot = x->nodes[i].kid_off + x->nodes[i].pos - 1;
         store_entry_t *ce = store_entry_of(x->s, r);
         if (!ce)
             return CAP_EINVAL; /* a handle of another store */
         size_t j = map_find(x, ce);
-        if (j == SIZE_MAX)
+        if (j == SIZE_MAX) {
+            j = x->n;
             rc = add_node(x, ce, err);
-        else if (!x->nodes[j].done)
+        } else if (!x->nodes[j].done) {
             rc = CAP_ECYCLE; /* j is on the current path */
+        }
+        x->kids[slot] = j;
     }
     return rc;
+}
+
+/* Hashing ------------------------------------------------------------------------------- */
+
+typedef struct resolve_ctx {
+    const settle_ctx_t *x;
+    const size_t *order; /* node index of each cap of the batch */
+} resolve_ctx_t;
+
+static const cap_hash_t *resolve_child(void *p, size_t index, size_t ordinal)
+{
+    const resolve_ctx_t *r = p;
+    const settle_ctx_t *x = r->x;
+    return &x->nodes[x->kids[x->nodes[r->order[index]].kid_off + ordinal]].hash;
+}
+
+/* Hash every node, lowest height first, one batch per height. */
+static int hash_all(settle_ctx_t *x)
+{
+    const cap_alloc_t *a = x->a;
+    size_t n = x->n, levels = (size_t)x->max_height + 1;
+    size_t b_order = n * sizeof(size_t), b_caps = n * sizeof(cap_t *);
+    size_t b_hash = n * sizeof(cap_hash_t), b_start = (levels + 1) * sizeof(size_t);
+    size_t bytes = b_order + b_caps + b_hash + b_start;
+    uint8_t *mem = a->allocate(a->ctx, bytes);
+    if (!mem)
+        return CAP_ENOMEM;
+    size_t *order = (size_t *)(void *)mem;
+    const cap_t **caps = (const cap_t **)(void *)(mem + b_order);
+    cap_hash_t *hashes = (cap_hash_t *)(void *)(mem + b_order + b_caps);
+    size_t *start = (size_t *)(void *)(mem + b_order + b_caps + b_hash);
+    /* Counting sort by height. */
+    cap_memset(start, 0, b_start);
+    for (size_t i = 0; i < n; i++)
+        start[x->nodes[i].height + 1]++;
+    for (size_t h = 1; h <= levels; h++)
+        start[h] += start[h - 1];
+    for (size_t i = 0; i < n; i++) {
+        size_t p = start[x->nodes[i].height]++;
+        order[p] = i;
+        caps[p] = x->nodes[i].snap;
+    }
+    /* start[h] is now the end of height h. */
+    int rc = CAP_OK;
+    size_t lo = 0;
+    for (size_t h = 0; h < levels && rc == CAP_OK; h++) {
+        size_t hi = start[h];
+        resolve_ctx_t r = {x, order + lo};
+        rc = cap_hash_many(caps + lo, hi - lo, hashes + lo, resolve_child, &r);
+        for (size_t p = lo; p < hi && rc == CAP_OK; p++)
+            x->nodes[order[p]].hash = hashes[p];
+        lo = hi;
+    }
+    a->deallocate(a->ctx, mem, bytes);
+    return rc;
+}
+
+/* Commit -------------------------------------------------------------------------------- */
+
+/* The passes below walk every node's entry and cap, scattered over memory:
+ * fetch a few nodes ahead so the misses overlap. */
+#define AHEAD 8
+
+static void fetch_ahead(const settle_ctx_t *x, size_t i)
+{
+    if (i + AHEAD < x->n) {
+        const snode_t *nd = &x->nodes[i + AHEAD];
+        __builtin_prefetch(nd->e);
+        if (nd->snap)
+            __builtin_prefetch(nd->snap);
+    }
 }
 
 static uint64_t bit(unsigned i) { return (uint64_t)1 << i; }
@@ -261,6 +343,41 @@ static void unlock_mask(const cap_store_t *s, uint64_t mask)
             store_unlock(s, store_shard(s, i)->lock);
 }
 
+/* Whether node nd's snapshot may be rewritten in place: held only by its
+ * entry and by us (so nobody else can see it change), and not frozen. */
+static bool exclusive(const snode_t *nd)
+{
+    return cap_refcount(nd->snap) == 2 && !cap_is_frozen(nd->snap);
+}
+
+static const cap_hash_t *node_child_hash(void *p, size_t index, size_t ordinal)
+{
+    const settle_ctx_t *x = p;
+    return &x->nodes[x->kids[x->nodes[index].kid_off + ordinal]].hash;
+}
+
+/* A rewritten copy for every node with Refs whose snapshot is shared. */
+static int prepare_copies(settle_ctx_t *x)
+{
+    for (size_t i = 0; i < x->n; i++) {
+        snode_t *nd = &x->nodes[i];
+        fetch_ahead(x, i);
+        if (!nd->nkids || nd->fresh || exclusive(nd))
+            continue;
+        cap_t *copy;
+        int rc = cap_copy(nd->snap, &copy);
+        if (rc)
+            return rc;
+        /* The copy took a reference to each child handle; drop them now (no
+         * lock is held). */
+        cap_ref_targets_to_hashes(copy, node_child_hash, x, i);
+        for (size_t k = 0; k < nd->nkids; k++)
+            cap_ref_release(&x->nodes[x->kids[nd->kid_off + k]].e->ref);
+        nd->fresh = copy;
+    }
+    return CAP_OK;
+}
+
 static int commit(settle_ctx_t *x)
 {
     cap_store_t *s = x->s;
@@ -277,6 +394,9 @@ static int commit(settle_ctx_t *x)
         }
     }
     for (;;) {
+        int rc = prepare_copies(x);
+        if (rc)
+            return rc;
         /* Room in the blob tables first, one shard lock at a time (growing a
          * table changes nothing visible); then every lock, a check that
          * nothing read changed, and a check that the room is still there. */
@@ -285,38 +405,51 @@ static int commit(settle_ctx_t *x)
                 continue;
             store_shard_t *sh = store_shard(s, b);
             store_lock(s, sh->lock);
-            int rc = store_blob_reserve(s, sh, pending[b]);
+            rc = store_blob_reserve(s, sh, pending[b]);
             store_unlock(s, sh->lock);
             if (rc)
                 return rc;
         }
         lock_mask(s, mask);
+        bool again = false;
         for (size_t i = 0; i < x->n; i++) {
             const snode_t *nd = &x->nodes[i];
+            fetch_ahead(x, i);
             if (!nd->e->linked || nd->e->version != nd->version) {
                 unlock_mask(s, mask);
                 return SETTLE_CONFLICT;
             }
+            /* Someone took the cap from its entry since prepare_copies:
+             * it needs a copy after all. */
+            if (nd->nkids && !nd->fresh && !exclusive(nd))
+                again = true;
         }
-        bool room = true;
-        for (unsigned b = 0; b < STORE_SHARDS && room; b++)
-            room = !pending[b] || store_blob_has_room(store_shard(s, b), pending[b]);
-        if (room)
+        for (unsigned b = 0; b < STORE_SHARDS && !again; b++)
+            again = pending[b] && !store_blob_has_room(store_shard(s, b), pending[b]);
+        if (!again)
             break;
-        unlock_mask(s, mask); /* concurrent puts took the room: reserve again */
+        unlock_mask(s, mask); /* copies to make, or concurrent puts took the room */
     }
     /* Nothing can fail from here on. */
     bool graduated = false;
     for (size_t i = 0; i < x->n; i++) {
         snode_t *nd = &x->nodes[i];
         store_entry_t *e = nd->e;
+        fetch_ahead(x, i);
+        if (nd->nkids && !nd->fresh) {
+            /* Exclusive (checked above under the lock): rewrite in place.
+             * The kids' handle references pass to us (released later). */
+            cap_ref_targets_to_hashes(nd->snap, node_child_hash, x, i);
+            nd->rewrote = 1;
+        }
         if (nd->instance) {
             if (nd->fresh) {
                 nd->old = e->cap;
                 e->cap = nd->fresh;
                 nd->fresh = (cap_t *)0;
-                e->version++;
             }
+            if (nd->nkids)
+                e->version++;
             continue;
         }
         uint64_t mix = store_blob_mix(s, &nd->hash);
@@ -334,7 +467,8 @@ static int commit(settle_ctx_t *x)
     if (graduated) {
         /* The store's reference goes. No removed entry can reach state 0 (nor
          * be queued and swept) here: each is still referenced, by the caller
-         * (the root) or by a cap this settle holds until ctx_reset. */
+         * (the root) or by a cap or handle reference this settle holds until
+         * ctx_reset. */
         store_lock(s, s->dead_lock);
         for (size_t i = 0; i < x->n; i++)
             if (!x->nodes[i].instance)
@@ -348,17 +482,28 @@ static int commit(settle_ctx_t *x)
 static void ctx_reset(settle_ctx_t *x)
 {
     for (size_t i = 0; i < x->n; i++) {
+        fetch_ahead(x, i);
         cap_release(x->nodes[i].snap);
         cap_release(x->nodes[i].fresh);
         cap_release(x->nodes[i].old);
+    }
+    /* The handle references taken over from caps rewritten in place; a
+     * release may free an entry, so no node's entry is touched after. */
+    for (size_t i = 0; i < x->n; i++) {
+        const snode_t *nd = &x->nodes[i];
+        if (nd->rewrote)
+            for (size_t k = 0; k < nd->nkids; k++)
+                cap_ref_release(&x->nodes[x->kids[nd->kid_off + k]].e->ref);
     }
     const cap_alloc_t *a = x->a;
     if (x->nodes)
         a->deallocate(a->ctx, x->nodes, x->cap * sizeof(snode_t));
     if (x->stack)
         a->deallocate(a->ctx, x->stack, x->stack_cap * sizeof(size_t));
+    if (x->kids)
+        a->deallocate(a->ctx, x->kids, x->kids_cap * sizeof(size_t));
     if (x->map)
-        a->deallocate(a->ctx, x->map, sizeof(size_t) << x->map_log);
+        a->deallocate(a->ctx, x->map, sizeof(uint64_t) << x->map_log);
     cap_store_t *s = x->s;
     cap_memset(x, 0, sizeof *x);
     x->s = s;
@@ -393,6 +538,8 @@ int cap_store_settle(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, cap
     x.a = s->alloc;
     for (;;) {
         int rc = snapshot(&x, root, err);
+        if (rc == CAP_OK)
+            rc = hash_all(&x);
         if (rc == CAP_OK)
             rc = commit(&x);
         if (rc == CAP_OK && out)

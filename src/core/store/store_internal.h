@@ -50,21 +50,76 @@ typedef struct store_entry {
 
 typedef struct blob_slot {
     cap_hash_t key;
-    cap_t *cap; /* NULL: empty slot */
+    cap_t *cap;    /* the store's reference */
+    uint32_t pins; /* cap_store_pin count */
+    uint8_t flags; /* STORE_BLOB_* */
 } blob_slot_t;
 
-/* A shard's blob table is one allocation: `1 << log` tag bytes (0: empty
- * slot, else 0x80 | 7 bits of the key's mix), then the slots. A probe reads
- * the tags (a shard's tags fit a few cache lines) and compares keys only on
- * a tag match, so a miss never touches the 40-byte slots. */
+/* Blob flags (shard lock). */
+#define STORE_BLOB_USED 1u  /* looked up since the last trim pass (CLOCK bit) */
+#define STORE_BLOB_DIRTY 2u /* published here, not yet written to a backend */
+#define STORE_BLOB_MARK 4u  /* trim: reachable from a live instance */
+
+/* A fetch from the backends in flight (single flight): the fetching thread's
+ * stack record, on its shard's list while the backends are asked. Threads
+ * that miss the same hash register as waiters and sleep on the shard lock;
+ * the fetcher fills in the outcome, sets `done`, wakes them and leaves only
+ * once every waiter has read it (all fields under the shard lock). */
+typedef struct store_fetch {
+    cap_hash_t key;
+    struct store_fetch *next;
+    unsigned waiters;
+    int done;
+    int rc;
+    cap_err_t err;
+} store_fetch_t;
+
+/* A shard's blob table: `1 << log` tag bytes (0: empty slot, else 0x80 | 7
+ * bits of the key's mix) in this block, and the slots in their own block.
+ * A probe reads the tags (a shard's tags fit a few cache lines) and compares
+ * keys only on a tag match, so a miss never touches the slots.
+ *
+ * Lock-free reads: a lookup first probes the tags without the shard lock
+ * (a miss then needs no lock at all; a hit takes it only to check the
+ * candidate slot and take a reference). For that, the tags are atomics, the
+ * table is published with a release store, and a table replaced by growth
+ * is not freed but kept on the `retired` chain until the store closes
+ * (tags only: one byte per slot; their sum is below the current table's).
+ * Deletions, which move tags backward, are bracketed by the shard's `seq`
+ * (odd while one runs), and a lock-free miss counts only if `seq` did not
+ * change meanwhile. Inserts need no bracket: they only fill an empty tag,
+ * and a probe that missed before it is ordered before the insert. Slots are
+ * read and written under the shard lock only. */
+typedef struct blob_table {
+    struct blob_table *retired; /* the table this one replaced (kept for readers) */
+    blob_slot_t *slots;         /* 1 << log; freed as soon as replaced */
+    unsigned log;
+    _Atomic uint8_t tags[];
+} blob_table_t;
+
 typedef struct store_shard {
     void *lock;
-    uint8_t *tags;      /* NULL until the first insert */
-    blob_slot_t *slots; /* inside the same allocation as tags */
-    unsigned log;       /* capacity = 1 << log when tags != NULL */
-    size_t count;       /* blobs in this shard */
+    _Atomic(blob_table_t *) table; /* NULL until the first insert */
+    size_t count;                  /* blobs in this shard */
+    size_t dirty;                  /* of which STORE_BLOB_DIRTY */
     store_entry_t *head;
+    store_fetch_t *fetching;       /* fetches in flight for this shard's hashes */
+    _Atomic uint32_t seq;          /* odd while a deletion moves tags */
 } store_shard_t;
+
+/* The shard's table (shard lock held, or a racy read that only prefetches). */
+static inline blob_table_t *store_blob_table(const store_shard_t *sh)
+{
+    return atomic_load_explicit((_Atomic(blob_table_t *) *)&sh->table, memory_order_relaxed);
+}
+static inline size_t store_table_size(const blob_table_t *t)
+{
+    return t ? (size_t)1 << t->log : 0;
+}
+static inline bool store_table_used(const blob_table_t *t, size_t i)
+{
+    return atomic_load_explicit((_Atomic uint8_t *)&t->tags[i], memory_order_relaxed) != 0;
+}
 
 /* One shard per cache line, so readers of different shards do not contend. */
 typedef union store_shard_slot {
@@ -89,12 +144,24 @@ struct cap_store {
     size_t block_size;
     void *dead_lock;            /* its own allocation; freed with the header */
     size_t lock_size;           /* bytes reserved per lock */
+    /* Backends: slot i is written once, before nbackends is raised past i
+     * (release), so a reader that loads the count (acquire) may read slots
+     * below it without a lock. */
+    _Atomic unsigned nbackends;
+    _Atomic uint32_t attach_busy; /* serialises cap_store_add_backend */
+    const cap_backend_t *backends[CAP_STORE_MAX_BACKENDS];
+    _Atomic size_t budget;      /* 0: no limit */
     unsigned char pad0[STORE_LINE];
     /* Written by puts, handle creation and frees (never by lookups). */
     _Atomic uint64_t live;      /* 1 while open + one per live handle */
     _Atomic uint64_t next_id;   /* UINT64_MAX: exhausted */
     _Atomic size_t blob_count;
     _Atomic size_t instance_count;
+    _Atomic size_t blob_bytes;   /* estimate of the blob tier (store_cap_bytes) */
+    _Atomic size_t dirty_count;  /* blobs flagged STORE_BLOB_DIRTY */
+    _Atomic size_t next_trim_at; /* puts trim only past this many bytes (hysteresis) */
+    _Atomic uint32_t trim_busy;  /* one trim at a time */
+    unsigned trim_hand;          /* shard the next trim pass starts at (trim_busy) */
     unsigned char pad1[STORE_LINE];
     /* Guarded by the dead lock. */
     store_entry_t *dead_head;
@@ -170,10 +237,51 @@ int store_blob_reserve(const cap_store_t *s, store_shard_t *sh, size_t extra);
 /* Whether `extra` more blobs fit without growing (shard lock held). */
 bool store_blob_has_room(const store_shard_t *sh, size_t extra);
 /* Insert an absent key; room must have been reserved (shard lock held). Takes
- * over the caller's reference to `c`. */
+ * over the caller's reference to `c`, which must be frozen. The blob is
+ * dirty (made here, not yet written): what settle and puts publish. */
 void store_blob_insert_new(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, uint64_t mix,
                            cap_t *c);
+/* The same with explicit STORE_BLOB_* flags (a fetched blob is clean). */
+void store_blob_insert_flags(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, uint64_t mix,
+                             cap_t *c, unsigned flags);
+/* Remove the blob in slot `i` (shard lock held); returns the store's
+ * reference for the caller to release after unlocking. Later slots of the
+ * probe run may move into `i`. */
+cap_t *store_blob_remove_at(cap_store_t *s, store_shard_t *sh, size_t i);
+/* Lookup with the provider path: *out = a new reference, fetched from the
+ * backends on a memory miss. `err` may be NULL. */
+int store_blob_get(cap_store_t *s, const cap_hash_t *h, cap_t **out, cap_err_t *err);
 /* Close: release every blob and free the tables. */
 void store_blobs_release_all(cap_store_t *s);
+
+/* Fill `err` (may be NULL) with `code` and the static `what`; returns `code`.
+ * Inline so that a miss without a detail costs a test, not a call. */
+static inline int store_fail(cap_err_t *err, int code, const char *what)
+{
+    if (err)
+        return cap_backend_fail(err, code, what);
+    return code;
+}
+
+/* provider.c -------------------------------------------------------------------------------- */
+
+static inline unsigned store_backend_count(const cap_store_t *s)
+{
+    return atomic_load_explicit((_Atomic unsigned *)&s->nbackends, memory_order_acquire);
+}
+/* A memory miss of `h` with backends attached, called with the shard lock
+ * held (the probe just missed); returns with it released. Single flight. */
+int store_fetch_locked(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, uint64_t mix,
+                       cap_t **out, cap_err_t *err);
+/* The first writable backend, or NULL. */
+const cap_backend_t *store_writable_backend(const cap_store_t *s);
+
+/* retain.c ---------------------------------------------------------------------------------- */
+
+/* Bytes the blob tier accounts for `c` (an estimate; a function of the frozen
+ * content, so it is the same when the blob leaves as when it came). */
+size_t store_cap_bytes(const cap_t *c);
+/* After a put, fetch or flush: trim if over the budget (cheap when not). */
+void store_maybe_trim(cap_store_t *s);
 
 #endif

@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# bench/report.sh — run capstore's benchmark and its peers (the Rust seed and
+# the @chainsafe SSZ/hashtree JS peers, ../shared/peers) back to back in one
+# run, then write a markdown table of ratios and the issues' targets
+# (docs/bench/results.md) and a chart (docs/bench/ratios.png, gnuplot).
+#
+# Peer figures drift between runs, so only figures of the same run are
+# compared (shared/peers/README.md): that is why one script runs them all.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HERE="$ROOT/bench"
+
+usage() {
+    cat <<EOF
+usage: bench/report.sh [--n N] [--quick] [--capstore PATH] [--out DIR]
+                       [--peers DIR] [--scratch DIR] [--no-scaling] [--no-readme]
+
+Runs, back to back: capstore bench (all workloads), the Rust seed peer and the
+JS peers, with the same N; then writes DIR/results.md (ratios, targets, machine)
+and DIR/ratios.png (gnuplot), and refreshes README.md's Benchmarks table.
+
+  --n N           workload size for capstore and the peers (default 100000)
+  --quick         smoke run: N=2000, short JS timings, small scaling runs; writes
+                  to SCRATCH/quick (not docs/bench) unless --out is given, and
+                  never touches README.md
+  --capstore P    the capstore binary (default: build/capstore, built or
+                  refreshed with cmake --build first)
+  --out DIR       where results.md and ratios.png go (default docs/bench)
+  --peers DIR     the peers folder (default ../shared/peers beside the checkout)
+  --scratch DIR   where the peers are copied and built (default
+                  \${TMPDIR:-/tmp}/capstore-bench-\$(id -u)); reused by later runs
+  --no-scaling    skip the extra sweep_few runs at N=10^4 and N=10^6
+  --no-readme     do not refresh the table between the bench markers of README.md
+
+Needs: cargo (Rust >= 1.88; ~/.cargo/bin is searched) with Debian's
+librust-hashbrown-dev librust-spin-dev librust-sha2-dev, node 20 + npm, and
+gnuplot (gnuplot-nox) for the chart. As root, missing Debian packages are
+installed with apt-get; otherwise the script says what to install. A peer that
+cannot be built is left out of the report (its columns read n/a) and the
+script exits 1 after writing it.
+EOF
+}
+
+die_usage() { echo "bench/report.sh: $*" >&2; echo "(bench/report.sh --help for more)" >&2; exit 2; }
+say() { echo "report: $*" >&2; }
+warn() { echo "report: WARNING: $*" >&2; WARNINGS+=("$*"); }
+
+N=100000
+N_SET=0
+QUICK=0
+CAPSTORE=""
+OUT=""
+PEERS="$ROOT/../shared/peers"
+SCRATCH="${TMPDIR:-/tmp}/capstore-bench-$(id -u)"
+SCALING=1
+README_UPDATE=1
+WARNINGS=()
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    -h | --help) usage; exit 0 ;;
+    --n)
+        [ $# -ge 2 ] || die_usage "--n needs a value"
+        [[ "$2" =~ ^[1-9][0-9]*$ ]] || die_usage "--n wants a positive integer, got '$2'"
+        N=$2; N_SET=1; shift 2 ;;
+    --quick) QUICK=1; shift ;;
+    --capstore) [ $# -ge 2 ] || die_usage "--capstore needs a value"; CAPSTORE=$2; shift 2 ;;
+    --out) [ $# -ge 2 ] || die_usage "--out needs a value"; OUT=$2; shift 2 ;;
+    --peers) [ $# -ge 2 ] || die_usage "--peers needs a value"; PEERS=$2; shift 2 ;;
+    --scratch) [ $# -ge 2 ] || die_usage "--scratch needs a value"; SCRATCH=$2; shift 2 ;;
+    --no-scaling) SCALING=0; shift ;;
+    --no-readme) README_UPDATE=0; shift ;;
+    *) die_usage "unknown argument '$1'" ;;
+    esac
+done
+
+# Sizes. The JS peer's publish/cnode_hash and data_hash have their own sizes
+# (defaults 20000 CNodes and 256 pages: @chainsafe/ssz is slow enough that
+# larger ones only lengthen the run); it reports per-op times, so the ratios
+# stay comparable.
+JS_ARGS=()
+SCALE_SMALL=10000
+SCALE_LARGE=1000000
+if [ "$QUICK" = 1 ]; then
+    [ "$N_SET" = 1 ] || N=2000
+    JS_ARGS=(--publish-n 2000 --pages 16 --min-ms 20)
+    SCALE_SMALL=1000
+    SCALE_LARGE=10000
+    README_UPDATE=0
+    [ -n "$OUT" ] || OUT="$SCRATCH/quick"
+fi
+[ -n "$OUT" ] || OUT="$ROOT/docs/bench"
+# README.md is refreshed only for the real report in docs/bench.
+[ "$(cd "$(dirname "$OUT")" 2>/dev/null && pwd)/$(basename "$OUT")" = "$ROOT/docs/bench" ] || README_UPDATE=0
+
+mkdir -p "$SCRATCH" "$OUT"
+SCRATCH=$(cd "$SCRATCH" && pwd)
+OUT=$(cd "$OUT" && pwd)
+RAW="$SCRATCH/raw"
+rm -rf "$RAW" && mkdir -p "$RAW"
+: >"$RAW/capstore.txt"
+: >"$RAW/rust.txt"
+: >"$RAW/js.txt"
+: >"$RAW/scaling.txt"
+
+is_root() { [ "$(id -u)" = 0 ]; }
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+# apt_need WHAT PKG...: install missing Debian packages as root; else say what
+# to install. Returns 1 when something is still missing.
+apt_need() {
+    local what=$1; shift
+    local missing=() p
+    command -v dpkg-query >/dev/null 2>&1 || return 0 # not Debian: let the build speak
+    for p in "$@"; do have_pkg "$p" || missing+=("$p"); done
+    [ ${#missing[@]} = 0 ] && return 0
+    if is_root && command -v apt-get >/dev/null 2>&1; then
+        say "installing ${missing[*]} (for $what)"
+        if DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >"$SCRATCH/apt.log" 2>&1; then
+            return 0
+        fi
+        warn "apt-get install ${missing[*]} failed (see $SCRATCH/apt.log)"
+        return 1
+    fi
+    warn "$what needs: apt-get install -y ${missing[*]}"
+    return 1
+}
+
+# copy_peer NAME: a writable copy of PEERS/NAME in SCRATCH, refreshed when the
+# sources changed (build output and node_modules are kept for reuse).
+copy_peer() {
+    local src="$PEERS/$1" dst="$SCRATCH/$1"
+    [ -d "$src" ] || { warn "no peer $src"; return 1; }
+    if [ -d "$dst" ] && diff -rq -x target -x Cargo.lock -x node_modules "$src" "$dst" >/dev/null 2>&1; then
+        return 0
+    fi
+    local keep=""
+    [ -d "$dst/target" ] && keep="$SCRATCH/.$1-target" && rm -rf "$keep" && mv "$dst/target" "$keep"
+    rm -rf "$dst"
+    cp -r "$src" "$dst"
+    chmod -R u+w "$dst" # ../shared is read-only; cargo and npm write beside the sources
+    [ -n "$keep" ] && mv "$keep" "$dst/target"
+    return 0
+}
+
+# --- capstore --------------------------------------------------------------------------------
+if [ -z "$CAPSTORE" ]; then
+    BUILD="$ROOT/build"
+    say "building capstore in $BUILD (RelWithDebInfo)"
+    if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+        cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$SCRATCH/cmake.log" 2>&1 ||
+            { cat "$SCRATCH/cmake.log" >&2; exit 1; }
+    fi
+    cmake --build "$BUILD" -j2 --target capstore_cli >"$SCRATCH/build.log" 2>&1 ||
+        { tail -n 30 "$SCRATCH/build.log" >&2; exit 1; }
+    if grep -Eq '^CMAKE_BUILD_TYPE:[A-Z]+=Debug$|^CAPSTORE_SANITIZE:[A-Z]+=.+$' "$BUILD/CMakeCache.txt"; then
+        warn "$BUILD is a Debug or sanitizer build: its figures mean little"
+    fi
+    CAPSTORE="$BUILD/capstore"
+fi
+[ -x "$CAPSTORE" ] || { echo "bench/report.sh: no capstore binary at $CAPSTORE" >&2; exit 1; }
+
+# --- build the peers (before any timing, so the runs are back to back) -----------------------
+RUST_BIN=""
+CARGO=""
+if [ -x "$HOME/.cargo/bin/cargo" ]; then CARGO="$HOME/.cargo/bin/cargo"; elif command -v cargo >/dev/null 2>&1; then CARGO=$(command -v cargo); fi
+if [ -z "$CARGO" ]; then
+    warn "no cargo (Rust >= 1.88; rustup installs it in ~/.cargo/bin): the Rust seed peer is left out"
+elif apt_need "the Rust seed peer" librust-hashbrown-dev librust-spin-dev librust-sha2-dev && copy_peer rust-seed; then
+    say "building the Rust seed peer in $SCRATCH/rust-seed (cargo build --release)"
+    if (cd "$SCRATCH/rust-seed" && "$CARGO" build --release) >"$SCRATCH/rust-build.log" 2>&1; then
+        RUST_BIN="$SCRATCH/rust-seed/target/release/rust-seed-bench"
+    else
+        tail -n 20 "$SCRATCH/rust-build.log" >&2
+        warn "the Rust seed peer did not build (see $SCRATCH/rust-build.log)"
+    fi
+fi
+
+JS_DIR=""
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    warn "no node/npm (Node 20): the JS peers are left out"
+elif copy_peer ssz-js; then
+    if [ ! -d "$SCRATCH/ssz-js/node_modules" ] || [ "$SCRATCH/ssz-js/package-lock.json" -nt "$SCRATCH/ssz-js/node_modules" ]; then
+        say "installing the JS peer's packages in $SCRATCH/ssz-js (npm ci)"
+        if (cd "$SCRATCH/ssz-js" && npm ci --no-audit --no-fund) >"$SCRATCH/npm.log" 2>&1; then
+            JS_DIR="$SCRATCH/ssz-js"
+        else
+            tail -n 20 "$SCRATCH/npm.log" >&2
+            warn "npm ci failed for the JS peer (see $SCRATCH/npm.log)"
+        fi
+    else
+        JS_DIR="$SCRATCH/ssz-js"
+    fi
+fi
+
+# --- run everything back to back -------------------------------------------------------------
+STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
+say "capstore bench --n $N"
+"$CAPSTORE" bench --n "$N" >"$RAW/capstore.txt" || warn "capstore bench exited non-zero"
+if [ -n "$RUST_BIN" ]; then
+    say "rust-seed-bench --n $N"
+    "$RUST_BIN" --n "$N" >"$RAW/rust.txt" 2>"$SCRATCH/rust-run.log" ||
+        warn "rust-seed-bench failed (see $SCRATCH/rust-run.log)"
+fi
+if [ -n "$JS_DIR" ]; then
+    say "node bench-peers.mjs --n $N ${JS_ARGS[*]}"
+    (cd "$JS_DIR" && node bench-peers.mjs --n "$N" "${JS_ARGS[@]}") >"$RAW/js.txt" 2>"$SCRATCH/js-run.log" ||
+        warn "bench-peers.mjs failed (see $SCRATCH/js-run.log)"
+fi
+if [ "$SCALING" = 1 ]; then
+    for n in "$SCALE_SMALL" "$SCALE_LARGE"; do
+        say "capstore bench --only sweep_few --n $n"
+        "$CAPSTORE" bench --only sweep_few --n "$n" | sed 's/^/scale /' >>"$RAW/scaling.txt" ||
+            warn "capstore bench sweep_few --n $n failed"
+    done
+fi
+
+# --- machine and build facts -----------------------------------------------------------------
+CPU=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+[ -n "$CPU" ] || CPU=unknown
+SHA_NI=no
+grep -qw sha_ni /proc/cpuinfo 2>/dev/null && SHA_NI=yes
+CORES=$(nproc 2>/dev/null || echo "?")
+MEM=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null || echo "?")
+KERNEL=$(uname -sr)
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ] && COMMIT="$COMMIT (with uncommitted changes)"
+VERSION=$("$CAPSTORE" --version 2>/dev/null || echo capstore)
+RUSTC="n/a"
+[ -n "$RUST_BIN" ] && RUSTC=$("$(dirname "$CARGO")/rustc" --version 2>/dev/null || rustc --version 2>/dev/null || echo "?")
+NODE="n/a"
+[ -n "$JS_DIR" ] && NODE="node $(node --version)"
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
+
+# --- the report ------------------------------------------------------------------------------
+MODE="full run"
+[ "$QUICK" = 1 ] && MODE="QUICK SMOKE RUN (--quick): figures are not meaningful"
+{
+    sed 's/^/capstore /' "$RAW/capstore.txt"
+    sed 's/^/rust /' "$RAW/rust.txt"
+    sed 's/^/js /' "$RAW/js.txt"
+    cat "$RAW/scaling.txt"
+} | awk -f "$HERE/report_md.awk" \
+    -v n="$N" -v mode="$MODE" -v date="$STARTED" -v cpu="$CPU" -v sha_ni="$SHA_NI" -v cores="$CORES" \
+    -v mem="$MEM" -v kernel="$KERNEL" -v commit="$COMMIT" -v version="$VERSION" -v rustc="$RUSTC" \
+    -v node="$NODE" -v load="$LOAD" -v js_args="${JS_ARGS[*]}" -v scale_small="$SCALE_SMALL" \
+    -v scale_large="$SCALE_LARGE" -v dat="$SCRATCH/ratios.dat" -v summary="$SCRATCH/summary.md" \
+    >"$OUT/results.md"
+
+# --- the chart -------------------------------------------------------------------------------
+rm -f "$OUT/ratios.png" # never leave an older run's chart beside this report
+if ! command -v gnuplot >/dev/null 2>&1; then apt_need "the chart" gnuplot-nox || true; fi
+if ! grep -qv '^#' "$SCRATCH/ratios.dat" 2>/dev/null; then
+    warn "no peer figures to chart: no ratios.png"
+elif command -v gnuplot >/dev/null 2>&1; then
+    # gnuplot strings are single-quoted: keep quotes out of the subtitle.
+    SUBTITLE="$CPU, $CORES cores, $STARTED, N=$N"
+    [ "$QUICK" = 1 ] && SUBTITLE="$SUBTITLE (quick smoke run)"
+    SUBTITLE=$(printf '%s' "$SUBTITLE" | tr -d "'\\\\")
+    if gnuplot -e "datafile='$SCRATCH/ratios.dat'; outfile='$OUT/ratios.png'; subtitle='$SUBTITLE'" \
+        "$HERE/report_chart.gp" 2>"$SCRATCH/gnuplot.log"; then
+        say "wrote $OUT/ratios.png"
+    else
+        cat "$SCRATCH/gnuplot.log" >&2
+        warn "gnuplot failed: no chart"
+    fi
+else
+    warn "no gnuplot: no chart (apt-get install -y gnuplot-nox, then rerun)"
+fi
+
+if [ ${#WARNINGS[@]} -gt 0 ]; then
+    {
+        echo
+        echo "## Warnings from this run"
+        echo
+        for w in "${WARNINGS[@]}"; do echo "- $w"; done
+    } >>"$OUT/results.md"
+fi
+{
+    echo
+    regen="bench/report.sh"
+    [ "$QUICK" = 1 ] && regen="$regen --quick"
+    [ "$N_SET" = 1 ] && regen="$regen --n $N"
+    echo "Regenerate: \`$regen\`."
+    echo
+    echo "<details><summary>Raw output of this run</summary>"
+    for f in capstore rust js scaling; do
+        echo
+        echo "\`$f\`:"
+        echo
+        echo '```'
+        cat "$RAW/$f.txt"
+        echo '```'
+    done
+    echo
+    echo "</details>"
+} >>"$OUT/results.md"
+say "wrote $OUT/results.md"
+
+# --- README.md: the table between the bench markers ------------------------------------------
+if [ "$README_UPDATE" = 1 ] && grep -q '^<!-- bench:begin -->$' "$ROOT/README.md" &&
+    grep -q '^<!-- bench:end -->$' "$ROOT/README.md"; then
+    awk -v summary="$SCRATCH/summary.md" '
+        /^<!-- bench:begin -->$/ { print; while ((getline l < summary) > 0) print l; skip = 1; next }
+        /^<!-- bench:end -->$/ { skip = 0 }
+        !skip { print }' "$ROOT/README.md" >"$SCRATCH/README.new"
+    cat "$SCRATCH/README.new" >"$ROOT/README.md"
+    say "refreshed the Benchmarks table in README.md"
+fi
+
+if [ ${#WARNINGS[@]} -gt 0 ]; then
+    say "finished with ${#WARNINGS[@]} warning(s): see the end of $OUT/results.md"
+    exit 1
+fi
+exit 0

@@ -1,0 +1,307 @@
+/* Backends attached to a store: the missing-blob provider (single-flight
+ * fetches), cap_store_exists and cap_store_flush.
+ *
+ * No store lock is held while a backend is called or a cap released: a
+ * backend may be slow (disk) and releasing may cascade. */
+#include "capstore/persist.h"
+#include "store/store_internal.h"
+
+int cap_store_add_backend(cap_store_t *s, const cap_backend_t *b, cap_err_t *err)
+{
+    if (!s)
+        return store_fail(err, CAP_EINVAL, "NULL store");
+    int rc = cap_backend_check(b, err);
+    if (rc)
+        return rc;
+    if (atomic_load_explicit(&s->init_state, memory_order_acquire) == STORE_CLOSED)
+        return store_fail(err, CAP_EINVAL, "store closed");
+    /* Attaching is rare: a flag serialises it; readers need no lock (the
+     * slot is written before the count that publishes it). */
+    uint32_t expect = 0;
+    while (!atomic_compare_exchange_weak_explicit(&s->attach_busy, &expect, 1,
+                                                  memory_order_acquire, memory_order_relaxed)) {
+        expect = 0;
+        store_spin_pause();
+    }
+    unsigned n = atomic_load_explicit(&s->nbackends, memory_order_relaxed);
+    const char *why = (const char *)0;
+    for (unsigned i = 0; i < n; i++)
+        if (s->backends[i] == b)
+            why = "backend already attached";
+    if (!why && n >= CAP_STORE_MAX_BACKENDS)
+        why = "too many backends (CAP_STORE_MAX_BACKENDS)";
+    if (!why) {
+        s->backends[n] = b;
+        atomic_store_explicit(&s->nbackends, n + 1, memory_order_release);
+    }
+    atomic_store_explicit(&s->attach_busy, 0, memory_order_release);
+    if (why)
+        return store_fail(err, CAP_EINVAL, why);
+    /* Blobs may now be droppable: let the next put trim again. */
+    atomic_store_explicit(&s->next_trim_at, 0, memory_order_relaxed);
+    return CAP_OK;
+}
+
+const cap_backend_t *store_writable_backend(const cap_store_t *s)
+{
+    unsigned n = store_backend_count(s);
+    for (unsigned i = 0; i < n; i++)
+        if (!(s->backends[i]->flags & CAP_BACKEND_READONLY))
+            return s->backends[i];
+    return (const cap_backend_t *)0;
+}
+
+/* Provider ------------------------------------------------------------------------------------ */
+
+/* Ask the backends in order; the first that answers anything but "not
+ * stored" decides (a corrupt or failing backend is reported, not skipped:
+ * falling through would hide the damage). */
+static int ask_backends(cap_store_t *s, const cap_hash_t *h, cap_t **out, cap_err_t *e)
+{
+    unsigned n = store_backend_count(s);
+    for (unsigned i = 0; i < n; i++) {
+        const cap_backend_t *b = s->backends[i];
+        bool verify = !(b->flags & CAP_BACKEND_TRUSTED);
+        int rc = cap_persist_fetch(b, h, s->alloc, verify, out, e);
+        if (rc != CAP_ENOTFOUND)
+            return rc;
+    }
+    return cap_backend_fail(e, CAP_EBLOBMISSING, "in no tier and no backend");
+}
+
+static store_fetch_t *find_fetch(store_shard_t *sh, const cap_hash_t *h)
+{
+    for (store_fetch_t *f = sh->fetching; f; f = f->next)
+        if (cap_memcmp(f->key.bytes, h->bytes, 32) == 0)
+            return f;
+    return (store_fetch_t *)0;
+}
+
+static void unlink_fetch(store_shard_t *sh, store_fetch_t *me)
+{
+    store_fetch_t **p = &sh->fetching;
+    while (*p != me)
+        p = &(*p)->next;
+    *p = me->next;
+}
+
+int store_fetch_locked(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, uint64_t mix,
+                       cap_t **out, cap_err_t *err)
+{
+    for (;;) {
+        blob_slot_t *b = store_blob_find(sh, h, mix);
+        if (b) {
+            cap_t *c = cap_retain(b->cap);
+            b->flags |= STORE_BLOB_USED;
+            store_unlock(s, sh->lock);
+            *out = c;
+            return CAP_OK;
+        }
+        store_fetch_t *f = find_fetch(sh, h);
+        if (!f)
+            break;
+        /* Someone is fetching it: wait for the outcome. */
+        f->waiters++;
+        while (!f->done)
+            store_wait(s, sh->lock);
+        int rc = f->rc;
+        cap_err_t e = f->err;
+        if (--f->waiters == 0)
+            store_notify_all(s, sh->lock); /* the fetcher may leave */
+        if (rc == CAP_OK)
+            continue; /* published: probe again (fetch again if trimmed meanwhile) */
+        store_unlock(s, sh->lock);
+        if (err)
+            *err = e;
+        return rc;
+    }
+    store_fetch_t me;
+    cap_memset(&me, 0, sizeof me);
+    me.key = *h;
+    me.next = sh->fetching;
+    sh->fetching = &me;
+    store_unlock(s, sh->lock);
+
+    cap_t *c = (cap_t *)0, *drop = (cap_t *)0;
+    cap_err_t e;
+    cap_memset(&e, 0, sizeof e);
+    int rc = ask_backends(s, h, &c, &e);
+    bool added = false;
+    if (rc == CAP_OK)
+        cap_freeze(c);
+    store_lock(s, sh->lock);
+    if (rc == CAP_OK) {
+        blob_slot_t *b = store_blob_find(sh, h, mix);
+        if (b) { /* a put raced us: keep the first cap */
+            drop = c;
+            c = cap_retain(b->cap);
+            b->flags |= STORE_BLOB_USED;
+        } else if (store_blob_reserve(s, sh, 1) == CAP_OK) {
+            /* Fetched blobs are clean: a backend has them. */
+            store_blob_insert_flags(s, sh, h, mix, cap_retain(c), STORE_BLOB_USED);
+            added = true;
+        } else {
+            drop = c;
+            c = (cap_t *)0;
+            rc = cap_backend_fail(&e, CAP_ENOMEM, "out of memory");
+        }
+    }
+    me.rc = rc;
+    me.err = e;
+    me.done = 1;
+    unlink_fetch(sh, &me);
+    if (me.waiters) {
+        store_notify_all(s, sh->lock);
+        while (me.waiters) /* they read `me`, which lives on this stack */
+            store_wait(s, sh->lock);
+    }
+    store_unlock(s, sh->lock);
+    cap_release(drop);
+    if (rc) {
+        if (err)
+            *err = e;
+        return rc;
+    }
+    *out = c;
+    if (added)
+        store_maybe_trim(s);
+    return CAP_OK;
+}
+
+/* Exists ----------------------------------------------------------------------------------------- */
+
+int cap_store_exists(cap_store_t *s, const cap_hash_t *h, cap_err_t *err)
+{
+    if (!s || !h)
+        return store_fail(err, CAP_EINVAL, "NULL argument");
+    if (cap_store_contains_blob(s, h))
+        return store_fail(err, CAP_OK, (const char *)0);
+    unsigned n = store_backend_count(s);
+    for (unsigned i = 0; i < n; i++) {
+        int rc = cap_backend_exists(s->backends[i], h, err);
+        if (rc != CAP_ENOTFOUND)
+            return rc;
+    }
+    return store_fail(err, CAP_ENOTFOUND, "in no tier and no backend");
+}
+
+/* Flush ------------------------------------------------------------------------------------------ */
+
+typedef struct flush_set {
+    cap_t **caps;
+    cap_hash_t *hashes;
+    size_t n, cap;
+    void *block;
+    size_t block_size;
+} flush_set_t;
+
+static void flush_set_free(cap_store_t *s, flush_set_t *f)
+{
+    for (size_t i = 0; i < f->n; i++)
+        cap_release(f->caps[i]);
+    if (f->block)
+        s->alloc->deallocate(s->alloc->ctx, f->block, f->block_size);
+    cap_memset(f, 0, sizeof *f);
+}
+
+/* Take a reference to every dirty blob. Sized from dirty_count outside the
+ * locks; if puts raced past that size, start again larger (so every blob
+ * dirty when the flush began is in the set). */
+static int collect_dirty(cap_store_t *s, flush_set_t *f)
+{
+    size_t want = atomic_load_explicit(&s->dirty_count, memory_order_relaxed);
+    for (;;) {
+        cap_memset(f, 0, sizeof *f);
+        if (want == 0)
+            return CAP_OK;
+        size_t per = sizeof(cap_t *) + sizeof(cap_hash_t);
+        if (want > SIZE_MAX / per)
+            return CAP_ENOMEM;
+        f->block_size = want * per;
+        f->block = s->alloc->allocate(s->alloc->ctx, f->block_size);
+        if (!f->block)
+            return CAP_ENOMEM;
+        f->hashes = (cap_hash_t *)f->block;
+        f->caps = (cap_t **)(void *)((unsigned char *)f->block + want * sizeof(cap_hash_t));
+        f->cap = want;
+        bool overflow = false;
+        for (unsigned i = 0; i < STORE_SHARDS && !overflow; i++) {
+            store_shard_t *sh = store_shard(s, i);
+            store_lock(s, sh->lock);
+            if (sh->dirty) {
+                blob_table_t *t = store_blob_table(sh);
+                size_t slots = store_table_size(t);
+                for (size_t j = 0; j < slots; j++) {
+                    if (!store_table_used(t, j) || !(t->slots[j].flags & STORE_BLOB_DIRTY))
+                        continue;
+                    if (f->n == f->cap) {
+                        overflow = true;
+                        break;
+                    }
+                    f->hashes[f->n] = t->slots[j].key;
+                    f->caps[f->n++] = cap_retain(t->slots[j].cap);
+                }
+            }
+            store_unlock(s, sh->lock);
+        }
+        if (!overflow)
+            return CAP_OK;
+        flush_set_free(s, f);
+        size_t now = atomic_load_explicit(&s->dirty_count, memory_order_relaxed);
+        want = now > want ? now : want + want / 2 + 1;
+    }
+}
+
+static void mark_clean(cap_store_t *s, const flush_set_t *f)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        uint64_t mix = store_blob_mix(s, &f->hashes[i]);
+        store_shard_t *sh = store_shard(s, store_blob_shard(mix));
+        store_lock(s, sh->lock);
+        blob_slot_t *b = store_blob_find(sh, &f->hashes[i], mix);
+        if (b && (b->flags & STORE_BLOB_DIRTY)) {
+            b->flags &= (uint8_t)~STORE_BLOB_DIRTY;
+            sh->dirty--;
+            atomic_fetch_sub_explicit(&s->dirty_count, 1, memory_order_relaxed);
+        }
+        store_unlock(s, sh->lock);
+    }
+}
+
+int cap_store_flush(cap_store_t *s, size_t *written, cap_err_t *err)
+{
+    if (written)
+        *written = 0;
+    if (!s)
+        return store_fail(err, CAP_EINVAL, "NULL store");
+    store_fail(err, CAP_OK, (const char *)0);
+    const cap_backend_t *wb = store_writable_backend(s);
+    if (!wb) {
+        if (store_backend_count(s) && atomic_load_explicit(&s->dirty_count, memory_order_relaxed))
+            return store_fail(err, CAP_EBACKEND, "no writable backend attached");
+        return CAP_OK;
+    }
+    if (!store_is_ready(s))
+        return CAP_OK;
+    flush_set_t f;
+    int rc = collect_dirty(s, &f);
+    if (rc)
+        return store_fail(err, rc, "out of memory");
+    if (f.n == 0)
+        return CAP_OK;
+    rc = cap_persist_put_batch(wb, f.caps, f.hashes, f.n, s->alloc, (cap_hash_t *)0, err);
+    if (rc == CAP_OK)
+        rc = cap_backend_flush(wb, err);
+    size_t n = f.n;
+    if (rc == CAP_OK)
+        mark_clean(s, &f); /* only now: a failed write leaves every blob dirty */
+    flush_set_free(s, &f);
+    if (rc)
+        return rc;
+    if (written)
+        *written = n;
+    /* Clean blobs may be dropped now. */
+    atomic_store_explicit(&s->next_trim_at, 0, memory_order_relaxed);
+    store_maybe_trim(s);
+    return CAP_OK;
+}

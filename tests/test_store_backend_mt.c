@@ -1,0 +1,363 @@
+/* The store's backends under threads (label "thread"; CI also runs it under
+ * ThreadSanitizer):
+ *   - single flight: many threads missing the same hashes at once cause one
+ *     backend read per hash (a counting wrapper backend whose reads are slow
+ *     enough for the threads to pile up), and all get the blob;
+ *   - a failing fetch: every waiter gets an error, nothing is published;
+ *   - puts, lookups (refetching what trim dropped), pins, flushes and trims
+ *     from several threads at once, then a check that every blob put is in
+ *     the backend and comes back with the right hash.
+ * Each part runs with the pthread hooks and with the built-in spin lock. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "capstore/capstore.h"
+#include "capstore/host.h"
+#include "capstore/persist.h"
+#include "check.h"
+#include "test_rng.h"
+
+static int use_spin;
+
+static cap_store_t *new_store(void)
+{
+    cap_store_options_t o = cap_store_options_host();
+    if (use_spin) o.locks = NULL;
+    cap_store_t *s = NULL;
+    CHECK_EQ_INT(cap_store_new(&s, &o), CAP_OK);
+    return s;
+}
+
+static void sleep_us(long us)
+{
+    struct timespec ts = {0, us * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* A counting wrapper: counts reads per hash (of the `n` it knows), sleeps in
+ * each read, and can fail every read. */
+#define MAXK 64
+typedef struct counting {
+    cap_backend_t table;
+    cap_backend_t *inner;
+    cap_hash_t keys[MAXK];
+    int n;
+    _Atomic long reads[MAXK];
+    _Atomic long other_reads;
+    _Atomic int fail;
+    long delay_us;
+} counting_t;
+
+static int cnt_read(void *ctx, const cap_hash_t *h, const cap_alloc_t *a, uint8_t **bytes,
+                    size_t *n, cap_err_t *err)
+{
+    counting_t *c = ctx;
+    int k;
+    for (k = 0; k < c->n; k++)
+        if (memcmp(c->keys[k].bytes, h->bytes, 32) == 0) break;
+    if (k < c->n)
+        atomic_fetch_add(&c->reads[k], 1);
+    else
+        atomic_fetch_add(&c->other_reads, 1);
+    if (c->delay_us) sleep_us(c->delay_us);
+    if (atomic_load(&c->fail)) return cap_backend_fail(err, CAP_EBACKEND, "counting: failing");
+    return cap_backend_read(c->inner, h, a, bytes, n, err);
+}
+
+static int cnt_write(void *ctx, const cap_hash_t *h, const uint8_t *b, size_t n, cap_err_t *err)
+{
+    counting_t *c = ctx;
+    return cap_backend_write(c->inner, h, b, n, err);
+}
+
+static int cnt_batch(void *ctx, const cap_backend_item_t *items, size_t n, cap_err_t *err)
+{
+    counting_t *c = ctx;
+    return cap_backend_write_batch(c->inner, items, n, err);
+}
+
+static void counting_init(counting_t *c, cap_backend_t *inner, long delay_us)
+{
+    memset(c, 0, sizeof *c);
+    cap_backend_t t = CAP_BACKEND_INIT;
+    t.name = "counting";
+    t.ctx = c;
+    t.read = cnt_read;
+    t.write = cnt_write;
+    t.write_batch = cnt_batch;
+    c->table = t;
+    c->inner = inner;
+    c->delay_us = delay_us;
+}
+
+/* Failures seen inside threads (CHECK is not thread-safe: they are
+ * counted here and checked by the main thread). */
+static _Atomic long thread_failures;
+
+static void expect_ok(int rc, const char *what)
+{
+    if (rc != CAP_OK) {
+        atomic_fetch_add(&thread_failures, 1);
+        fprintf(stderr, "%s: %d\n", what, rc);
+    }
+}
+
+static cap_t *make_cnode(test_rng_t *r, int n)
+{
+    cap_t *c = NULL;
+    expect_ok(cap_cnode_new(&c, cap_alloc_libc(), 8), "cap_cnode_new");
+    for (int i = 0; i < n; i++) {
+        cap_hash_t h = test_rng_hash(r);
+        cap_target_t t = cap_target_of_hash(&h);
+        expect_ok(cap_cnode_set(c, (uint32_t)i, &t), "cap_cnode_set");
+    }
+    return c;
+}
+
+/* Single flight --------------------------------------------------------------------------------- */
+
+#define THREADS 8
+
+typedef struct sf_arg {
+    cap_store_t *s;
+    counting_t *cb;
+    pthread_barrier_t *bar;
+    int seed;
+    int ok, errors;
+} sf_arg_t;
+
+static void *sf_thread(void *p)
+{
+    sf_arg_t *a = p;
+    pthread_barrier_wait(a->bar);
+    for (int i = 0; i < a->cb->n; i++) {
+        int k = (i + a->seed) % a->cb->n; /* different starting points, same hashes */
+        if (i % 2) k = i;                 /* and the same hash at the same time */
+        cap_t *c = NULL;
+        cap_err_t e;
+        int rc = cap_store_fetch_blob(a->s, &a->cb->keys[k], &c, &e);
+        if (rc == CAP_OK) {
+            cap_hash_t got;
+            if (cap_hash(c, &got) == CAP_OK && memcmp(got.bytes, a->cb->keys[k].bytes, 32) == 0)
+                a->ok++;
+            cap_release(c);
+        } else {
+            if (rc == CAP_EBACKEND && e.code == CAP_EBACKEND) a->errors++;
+        }
+    }
+    return NULL;
+}
+
+static void run_sf(cap_store_t *s, counting_t *cb, sf_arg_t *args)
+{
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, THREADS);
+    pthread_t th[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        args[t] = (sf_arg_t){s, cb, &bar, t * 7, 0, 0};
+        CHECK_EQ_INT(pthread_create(&th[t], NULL, sf_thread, &args[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++) pthread_join(th[t], NULL);
+    pthread_barrier_destroy(&bar);
+}
+
+static void test_single_flight(void)
+{
+    test_rng_t rng = {0x1234567ull};
+    cap_backend_t *mb = NULL;
+    CHECK_EQ_INT(cap_mem_backend_new(NULL, &mb), CAP_OK);
+    counting_t cb;
+    counting_init(&cb, mb, 300);
+    cb.n = 24;
+    for (int i = 0; i < cb.n; i++) {
+        cap_t *c = make_cnode(&rng, i % 5 + 1);
+        CHECK_EQ_INT(cap_persist_put(mb, c, &cb.keys[i], NULL), CAP_OK);
+        cap_release(c);
+    }
+    cap_store_t *s = new_store();
+    CHECK_EQ_INT(cap_store_add_backend(s, &cb.table, NULL), CAP_OK);
+    sf_arg_t args[THREADS];
+    run_sf(s, &cb, args);
+    int ok = 0;
+    for (int t = 0; t < THREADS; t++) ok += args[t].ok;
+    CHECK_EQ_INT(ok, THREADS * cb.n);
+    for (int i = 0; i < cb.n; i++) CHECK_EQ_INT(atomic_load(&cb.reads[i]), 1);
+    CHECK_EQ_INT(atomic_load(&cb.other_reads), 0);
+    CHECK_EQ_INT(cap_store_blob_count(s), (size_t)cb.n);
+    cap_store_free(s);
+
+    /* Failing reads: every thread gets the error (the fetcher's, or its
+     * own), nothing is published. */
+    s = new_store();
+    CHECK_EQ_INT(cap_store_add_backend(s, &cb.table, NULL), CAP_OK);
+    atomic_store(&cb.fail, 1);
+    for (int i = 0; i < cb.n; i++) atomic_store(&cb.reads[i], 0);
+    run_sf(s, &cb, args);
+    int errors = 0;
+    for (int t = 0; t < THREADS; t++) errors += args[t].errors;
+    CHECK_EQ_INT(errors, THREADS * cb.n);
+    long reads = 0;
+    for (int i = 0; i < cb.n; i++) reads += atomic_load(&cb.reads[i]);
+    CHECK(reads >= cb.n && reads <= THREADS * cb.n);
+    CHECK_EQ_INT(cap_store_blob_count(s), 0);
+    atomic_store(&cb.fail, 0);
+    cap_store_free(s);
+    cap_backend_free(mb);
+}
+
+/* Everything at once ---------------------------------------------------------------------------- */
+
+#define PUTTERS 3
+#define PER_PUTTER 300
+
+typedef struct mix_shared {
+    cap_store_t *s;
+    cap_hash_t hashes[PUTTERS][PER_PUTTER];
+    _Atomic int published[PUTTERS]; /* how many of each putter's hashes are in */
+    _Atomic int stop;
+    _Atomic long lookups, failures, trims, flushes;
+} mix_shared_t;
+
+typedef struct mix_arg {
+    mix_shared_t *m;
+    int id;
+} mix_arg_t;
+
+static void *putter(void *p)
+{
+    mix_arg_t *a = p;
+    mix_shared_t *m = a->m;
+    test_rng_t rng = {0xABCDEF01ull + (uint64_t)a->id};
+    for (int i = 0; i < PER_PUTTER; i++) {
+        cap_t *c = make_cnode(&rng, 8);
+        cap_hash_t h;
+        expect_ok(cap_store_put_cap(m->s, c, &h), "put_cap");
+        cap_release(c);
+        m->hashes[a->id][i] = h;
+        atomic_store_explicit(&m->published[a->id], i + 1, memory_order_release);
+        if (i % 32 == 0) sleep_us(300); /* let flushes and trims interleave */
+        if (i % 64 == 0) { /* pin and unpin now and then */
+            expect_ok(cap_store_pin(m->s, &h, NULL), "pin");
+            expect_ok(cap_store_unpin(m->s, &h), "unpin");
+        }
+    }
+    return NULL;
+}
+
+/* Looks up what was published: always found (in memory, or refetched
+ * after a trim dropped it once it was flushed). */
+static void *looker(void *p)
+{
+    mix_arg_t *a = p;
+    mix_shared_t *m = a->m;
+    test_rng_t rng = {0x5151ull + (uint64_t)a->id};
+    while (!atomic_load(&m->stop)) {
+        int who = (int)test_rng_below(&rng, PUTTERS);
+        int n = atomic_load_explicit(&m->published[who], memory_order_acquire);
+        if (!n) continue;
+        int i = (int)test_rng_below(&rng, (uint64_t)n);
+        cap_t *c = NULL;
+        cap_err_t e;
+        int rc = cap_store_fetch_blob(m->s, &m->hashes[who][i], &c, &e);
+        if (rc != CAP_OK) {
+            atomic_fetch_add(&m->failures, 1);
+            fprintf(stderr, "looker: %d (%s)\n", rc, e.what ? e.what : "");
+        }
+        cap_release(c);
+        atomic_fetch_add(&m->lookups, 1);
+    }
+    return NULL;
+}
+
+static void *flusher(void *p)
+{
+    mix_arg_t *a = p;
+    mix_shared_t *m = a->m;
+    while (!atomic_load(&m->stop)) {
+        size_t w;
+        cap_err_t e;
+        expect_ok(cap_store_flush(m->s, &w, &e), "flush");
+        size_t d;
+        expect_ok(cap_store_trim(m->s, &d), "trim");
+        atomic_fetch_add(&m->flushes, 1);
+        atomic_fetch_add(&m->trims, 1);
+        sleep_us(200);
+    }
+    return NULL;
+}
+
+static void test_mixed(void)
+{
+    cap_backend_t *mb = NULL;
+    CHECK_EQ_INT(cap_mem_backend_new(NULL, &mb), CAP_OK);
+    static counting_t cb; /* counts the refetches */
+    counting_init(&cb, mb, 0);
+    static mix_shared_t m;
+    memset(&m, 0, sizeof m);
+    m.s = new_store();
+    CHECK_EQ_INT(cap_store_add_backend(m.s, &cb.table, NULL), CAP_OK);
+    /* A budget of roughly 150 of the 900 blobs: trims run all the time. */
+    cap_store_set_budget(m.s, 150 * 700);
+    enum { LOOKERS = 2 };
+    pthread_t pt[PUTTERS], lt[LOOKERS], ft;
+    mix_arg_t pa[PUTTERS], la[LOOKERS], fa = {&m, 0};
+    for (int i = 0; i < PUTTERS; i++) {
+        pa[i] = (mix_arg_t){&m, i};
+        CHECK_EQ_INT(pthread_create(&pt[i], NULL, putter, &pa[i]), 0);
+    }
+    for (int i = 0; i < LOOKERS; i++) {
+        la[i] = (mix_arg_t){&m, i};
+        CHECK_EQ_INT(pthread_create(&lt[i], NULL, looker, &la[i]), 0);
+    }
+    CHECK_EQ_INT(pthread_create(&ft, NULL, flusher, &fa), 0);
+    for (int i = 0; i < PUTTERS; i++) pthread_join(pt[i], NULL);
+    while (atomic_load(&m.flushes) < 5) sleep_us(1000);
+    atomic_store(&m.stop, 1);
+    for (int i = 0; i < LOOKERS; i++) pthread_join(lt[i], NULL);
+    pthread_join(ft, NULL);
+    CHECK_EQ_INT(atomic_load(&m.failures), 0);
+    CHECK(atomic_load(&m.lookups) > 0);
+    fprintf(stderr,
+            "mixed (%s): %ld lookups, %ld refetched, %ld flush+trim rounds, %zu blobs in memory "
+            "of %d\n",
+            use_spin ? "spin" : "pthread", atomic_load(&m.lookups), atomic_load(&cb.other_reads),
+            atomic_load(&m.flushes), cap_store_blob_count(m.s), PUTTERS * PER_PUTTER);
+    CHECK(atomic_load(&cb.other_reads) > 0);
+
+    size_t w;
+    CHECK_EQ_INT(cap_store_flush(m.s, &w, NULL), CAP_OK);
+    CHECK_EQ_INT(cap_mem_backend_count(mb), PUTTERS * PER_PUTTER);
+    size_t d;
+    CHECK_EQ_INT(cap_store_trim(m.s, &d), CAP_OK);
+    CHECK(cap_store_blob_bytes(m.s) <= 150 * 700);
+    cap_store_set_budget(m.s, 0);
+    for (int p = 0; p < PUTTERS; p++) {
+        for (int i = 0; i < PER_PUTTER; i++) {
+            cap_t *c = NULL;
+            CHECK_EQ_INT(cap_store_get_blob(m.s, &m.hashes[p][i], &c), CAP_OK);
+            cap_hash_t got;
+            CHECK_EQ_INT(cap_hash(c, &got), CAP_OK);
+            CHECK_MEM(got.bytes, m.hashes[p][i].bytes, 32);
+            cap_release(c);
+        }
+    }
+    CHECK_EQ_INT(cap_store_blob_count(m.s), PUTTERS * PER_PUTTER);
+    cap_store_free(m.s);
+    cap_backend_free(mb);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    for (use_spin = 0; use_spin < 2; use_spin++) {
+        test_single_flight();
+        test_mixed();
+    }
+    CHECK_EQ_INT(atomic_load(&thread_failures), 0);
+    return check_done("test_store_backend_mt");
+}
