@@ -6,7 +6,9 @@
  *   - a failing fetch: every waiter gets an error, nothing is published;
  *   - puts, lookups (refetching what trim dropped), pins, flushes and trims
  *     from several threads at once, then a check that every blob put is in
- *     the backend and comes back with the right hash.
+ *     the backend and comes back with the right hash;
+ *   - the lock-free probe: pinned blobs never look absent to contains_blob
+ *     while tables grow and trims delete around them.
  * Each part runs with the pthread hooks and with the built-in spin lock. */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -350,6 +352,83 @@ static void test_mixed(void)
     cap_backend_free(mb);
 }
 
+/* Lock-free probes against growth and deletion ---------------------------------------------------- */
+
+#define PINNED 200
+
+typedef struct probe_shared {
+    cap_store_t *s;
+    cap_hash_t pinned[PINNED];
+    _Atomic int stop;
+    _Atomic long probes, false_misses;
+} probe_shared_t;
+
+/* contains_blob answers a miss without the lock: a pinned blob must never
+ * look absent, whatever moves around it. */
+static void *prober(void *p)
+{
+    probe_shared_t *m = p;
+    long n = 0, bad = 0;
+    while (!atomic_load(&m->stop)) {
+        for (int i = 0; i < PINNED; i++) {
+            if (!cap_store_contains_blob(m->s, &m->pinned[i])) bad++;
+            n++;
+        }
+    }
+    atomic_fetch_add(&m->probes, n);
+    atomic_fetch_add(&m->false_misses, bad);
+    return NULL;
+}
+
+/* Puts (growing every shard's table), flushes and trims (deleting from the
+ * middle of probe runs). */
+static void *churner(void *p)
+{
+    probe_shared_t *m = p;
+    test_rng_t rng = {0xC0FFEEull};
+    for (int round = 0; round < 12; round++) {
+        for (int i = 0; i < 400; i++) {
+            cap_t *c = make_cnode(&rng, 3);
+            expect_ok(cap_store_put_cap(m->s, c, NULL), "put_cap");
+            cap_release(c);
+        }
+        size_t w, d;
+        expect_ok(cap_store_flush(m->s, &w, NULL), "flush");
+        expect_ok(cap_store_trim(m->s, &d), "trim");
+    }
+    atomic_store(&m->stop, 1);
+    return NULL;
+}
+
+static void test_probe_during_changes(void)
+{
+    cap_backend_t *mb = NULL;
+    CHECK_EQ_INT(cap_mem_backend_new(NULL, &mb), CAP_OK);
+    static probe_shared_t m;
+    memset(&m, 0, sizeof m);
+    m.s = new_store();
+    CHECK_EQ_INT(cap_store_add_backend(m.s, mb, NULL), CAP_OK);
+    test_rng_t rng = {0xFEEDull};
+    for (int i = 0; i < PINNED; i++) {
+        cap_t *c = make_cnode(&rng, 2);
+        CHECK_EQ_INT(cap_store_put_cap(m.s, c, &m.pinned[i]), CAP_OK);
+        cap_release(c);
+        CHECK_EQ_INT(cap_store_pin(m.s, &m.pinned[i], NULL), CAP_OK);
+    }
+    cap_store_set_budget(m.s, 64 * 1024); /* far below what the churn puts */
+    pthread_t pr[2], ch;
+    for (int i = 0; i < 2; i++) CHECK_EQ_INT(pthread_create(&pr[i], NULL, prober, &m), 0);
+    CHECK_EQ_INT(pthread_create(&ch, NULL, churner, &m), 0);
+    pthread_join(ch, NULL);
+    for (int i = 0; i < 2; i++) pthread_join(pr[i], NULL);
+    CHECK_EQ_INT(atomic_load(&m.false_misses), 0);
+    CHECK(atomic_load(&m.probes) > 0);
+    CHECK(cap_store_blob_count(m.s) < PINNED + 12 * 400); /* the trims dropped blobs */
+    for (int i = 0; i < PINNED; i++) CHECK(cap_store_contains_blob(m.s, &m.pinned[i]));
+    cap_store_free(m.s);
+    cap_backend_free(mb);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -357,6 +436,7 @@ int main(int argc, char **argv)
     for (use_spin = 0; use_spin < 2; use_spin++) {
         test_single_flight();
         test_mixed();
+        test_probe_during_changes();
     }
     CHECK_EQ_INT(atomic_load(&thread_failures), 0);
     return check_done("test_store_backend_mt");

@@ -242,10 +242,9 @@ enum { PROBE_ABSENT, PROBE_CANDIDATE, PROBE_UNSURE };
  * (the caller checks the key under the lock); UNSURE: ask under the lock.
  * A candidate's slot is prefetched, so that its cache miss overlaps the
  * lock. */
-static int probe_unlocked(store_shard_t *sh, const cap_hash_t *h, uint64_t mix,
-                          blob_table_t **tp, size_t *ti)
+static inline __attribute__((always_inline)) int probe_unlocked(store_shard_t *sh, uint64_t mix,
+                                                                 blob_table_t **tp, size_t *ti)
 {
-    (void)h;
     uint32_t v = atomic_load_explicit(&sh->seq, memory_order_acquire);
     if (CAP_UNLIKELY(v & 1u))
         return PROBE_UNSURE;
@@ -278,8 +277,9 @@ static int probe_unlocked(store_shard_t *sh, const cap_hash_t *h, uint64_t mix,
 
 /* The slot of `h` with the shard lock held, checking the lock-free probe's
  * candidate first (usually it is the one). */
-static blob_slot_t *find_locked(store_shard_t *sh, const cap_hash_t *h, uint64_t mix, int probe,
-                                blob_table_t *t, size_t i)
+static inline __attribute__((always_inline)) blob_slot_t *
+find_locked(store_shard_t *sh, const cap_hash_t *h, uint64_t mix, int probe, blob_table_t *t,
+            size_t i)
 {
     if (probe == PROBE_CANDIDATE && store_blob_table(sh) == t && tag_at(t, i) == slot_tag(mix) &&
         cap_memcmp(t->slots[i].key.bytes, h->bytes, 32) == 0)
@@ -296,13 +296,13 @@ int store_blob_get(cap_store_t *s, const cap_hash_t *h, cap_t **out, cap_err_t *
             goto missing;
         int rc = store_ensure_ready(s);
         if (rc)
-            return store_fail(err, rc, "out of memory");
+            return store_fail(err, rc, rc == CAP_ENOMEM ? "out of memory" : "store closed");
     }
     uint64_t mix = store_blob_mix(s, h);
     store_shard_t *sh = store_shard(s, store_blob_shard(mix));
     blob_table_t *t = (blob_table_t *)0;
     size_t ti = 0;
-    int probe = probe_unlocked(sh, h, mix, &t, &ti);
+    int probe = probe_unlocked(sh, mix, &t, &ti);
     if (probe == PROBE_ABSENT && !store_backend_count(s))
         goto missing;
     store_lock(s, sh->lock);
@@ -349,7 +349,7 @@ bool cap_store_contains_blob(cap_store_t *s, const cap_hash_t *h)
     store_shard_t *sh = store_shard(s, store_blob_shard(mix));
     blob_table_t *t = (blob_table_t *)0;
     size_t ti = 0;
-    int probe = probe_unlocked(sh, h, mix, &t, &ti);
+    int probe = probe_unlocked(sh, mix, &t, &ti);
     if (probe == PROBE_ABSENT)
         return false;
     store_lock(s, sh->lock);
