@@ -174,6 +174,54 @@ static void test_put_with_hash(void)
     end_test(s);
 }
 
+/* Stores compare keys against the hash a published cap carries (set on
+ * its first publication). A cap published under a wrong, unverified hash
+ * (release builds only verify with CAP_STORE_VERIFY) must still be found
+ * under its true hash when put honestly elsewhere, and a settle of it
+ * must publish it under the true hash. */
+static void test_wrong_hash_then_true(void)
+{
+#ifdef NDEBUG
+    cap_store_t *liar = new_store();
+    cap_store_t *s2 = NULL;
+    cap_store_options_t o = opts();
+    CHECK_EQ_INT(cap_store_new(&s2, &o), CAP_OK);
+    cap_t *a = leaf(11), *got = NULL;
+    cap_hash_t h = hash_cap(a), wrong = hash_of(4321), h2;
+    CHECK_EQ_INT(cap_store_put_cap_with_hash(liar, &wrong, a), CAP_OK);
+    CHECK(cap_store_contains_blob(liar, &wrong));
+    CHECK_EQ_INT(cap_store_put_cap(s2, a, &h2), CAP_OK);
+    CHECK_MEM(h.bytes, h2.bytes, 32);
+    CHECK(cap_store_contains_blob(s2, &h));
+    CHECK_EQ_INT(cap_store_get_blob(s2, &h, &got), CAP_OK);
+    CHECK(got && cap_equal(got, a));
+    cap_release(got);
+    got = NULL;
+    /* The same store, under the true hash too. */
+    CHECK_EQ_INT(cap_store_put_cap(liar, a, NULL), CAP_OK);
+    CHECK(cap_store_contains_blob(liar, &h));
+    CHECK(cap_store_contains_blob(liar, &wrong));
+    CHECK_EQ_INT(cap_store_blob_count(liar), 2);
+    /* Promote the mis-keyed blob and settle it: published under h. */
+    cap_ref_t *r = NULL;
+    cap_store_t *s3 = new_store();
+    CHECK_EQ_INT(cap_store_put_cap_with_hash(s3, &wrong, a), CAP_OK);
+    CHECK_EQ_INT(cap_store_promote_blob_to_instance(s3, &wrong, &r), CAP_OK);
+    cap_target_t t = cap_target_of_ref(r);
+    cap_hash_t hs;
+    CHECK_EQ_INT(cap_store_settle(s3, &t, &hs, NULL), CAP_OK);
+    CHECK_MEM(h.bytes, hs.bytes, 32);
+    CHECK_EQ_INT(cap_store_get_blob(s3, &h, &got), CAP_OK);
+    CHECK(got && cap_equal(got, a));
+    cap_release(got);
+    cap_ref_release(r);
+    cap_release(a);
+    cap_store_free(s3);
+    cap_store_free(s2);
+    end_test(liar);
+#endif
+}
+
 static void test_lazy_promote_shares(void)
 {
     cap_store_t *s = new_store();
@@ -982,6 +1030,7 @@ int main(int argc, char **argv)
         {"put_get_counts", test_put_get_counts},
         {"reput_idempotent", test_reput_idempotent},
         {"put_with_hash", test_put_with_hash},
+        {"wrong_hash_then_true", test_wrong_hash_then_true},
         {"lazy_promote_shares", test_lazy_promote_shares},
         {"make_mut_iff_shared", test_make_mut_iff_shared},
         {"set_instance_keeps_id", test_set_instance_keeps_id},

@@ -79,10 +79,11 @@ int cap_alloc_bare(cap_t **out, const cap_alloc_t *a, cap_kind_t kind)
 {
     if (!out || !a || (unsigned)kind > CAP_KIND_TYPE)
         return CAP_EINVAL;
-    cap_t *c = cap_mem_alloc(a, sizeof *c);
+    size_t n = CAP_BARE_SIZE(kind);
+    cap_t *c = cap_mem_alloc(a, n);
     if (!c)
         return CAP_ENOMEM;
-    cap_memset(c, 0, sizeof *c);
+    cap_memset(c, 0, n);
     atomic_init(&c->refs, 1);
     atomic_init(&c->flags, 0);
     c->kind = (uint8_t)kind;
@@ -166,6 +167,23 @@ void cap_freeze(cap_t *c)
         atomic_fetch_or_explicit(&c->flags, (uint8_t)CAP_FLAG_FROZEN, memory_order_release);
 }
 
+bool cap_claim_key(cap_t *c, const cap_hash_t *h)
+{
+    uint8_t f = atomic_load_explicit(&c->flags, memory_order_acquire);
+    if (!(f & CAP_FLAG_KEY_SET)) {
+        f = atomic_fetch_or_explicit(&c->flags, (uint8_t)CAP_FLAG_KEY_BUSY, memory_order_acquire);
+        if (!(f & CAP_FLAG_KEY_BUSY)) {
+            c->key = *h;
+            atomic_fetch_or_explicit(&c->flags, (uint8_t)CAP_FLAG_KEY_SET, memory_order_release);
+            return true;
+        }
+        /* Another thread is writing it: a few stores away. */
+        while (!(atomic_load_explicit(&c->flags, memory_order_acquire) & CAP_FLAG_KEY_SET))
+            ;
+    }
+    return cap_memcmp(c->key.bytes, h->bytes, 32) == 0;
+}
+
 bool cap_is_frozen(const cap_t *c)
 {
     if (!c)
@@ -190,16 +208,24 @@ bool cap_is_writable(const cap_t *c)
 static int copy_cnode(const cap_t *src, cap_t **out)
 {
     const cap_cnode_body_t *s = &src->u.cnode;
-    size_t room = s->count + 4 + s->count / 4;
+    /* The source entries are usually cold (a published blob): start all
+     * their cache misses now, so they overlap each other and the malloc. */
+    {
+        const char *p = (const char *)(const void *)s->entries;
+        size_t bytes = s->count * sizeof *s->entries;
+        for (size_t off = 0; off < bytes; off += 64)
+            __builtin_prefetch(p + off);
+    }
+    size_t room = s->count + 2 + s->count / 8;
     size_t max = (size_t)1 << s->size_log;
     if (room > max)
         room = max;
     if (room < s->count) /* unreachable: count <= 2^size_log */
         room = s->count;
-    cap_t *c = cap_mem_alloc(src->alloc, CAP_STRUCT_SIZE + room * sizeof(cap_cnode_entry_t));
+    cap_t *c = cap_mem_alloc(src->alloc, CAP_CNODE_HEAD_SIZE + room * sizeof(cap_cnode_entry_t));
     if (!c)
         return CAP_ENOMEM;
-    cap_memset(c, 0, sizeof *c);
+    cap_memset(c, 0, CAP_CNODE_HEAD_SIZE);
     atomic_init(&c->refs, 1);
     atomic_init(&c->flags, 0);
     c->kind = CAP_KIND_CNODE;

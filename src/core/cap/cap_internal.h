@@ -4,6 +4,7 @@
 #define CAPSTORE_CAP_INTERNAL_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 
 #include "capstore/cap.h"
 
@@ -36,6 +37,10 @@ struct cap_ref {
 /* Caps ------------------------------------------------------------------------------------ */
 
 #define CAP_FLAG_FROZEN 1u
+/* `key` holds the hash a store published this frozen cap under (set once:
+ * KEY_BUSY claims the write, KEY_SET publishes it with release). */
+#define CAP_FLAG_KEY_BUSY 2u
+#define CAP_FLAG_KEY_SET 4u
 
 /* A target as stored inside a cap: the hash or a retained handle. */
 typedef struct cap_slot_target {
@@ -113,6 +118,9 @@ struct cap {
     _Atomic uint32_t refs;
     uint8_t kind;
     _Atomic uint8_t flags;
+    /* Right after `refs`, so that a store lookup compares the key in the
+     * cache line it must touch anyway to take its reference. */
+    cap_hash_t key;
     const cap_alloc_t *alloc;
     union {
         cap_instance_body_t instance;
@@ -123,8 +131,15 @@ struct cap {
     } u;
 };
 
-/* sizeof(struct cap) rounded up so inline CNode entries after it stay aligned. */
-#define CAP_STRUCT_SIZE ((sizeof(struct cap) + 15u) & ~(size_t)15u)
+/* A CNode's block holds only the head of struct cap up to the end of its
+ * body (the union is sized by the much larger Instance body), rounded up so
+ * inline entries after it stay aligned: copies stay small, and the entries
+ * start close to the reference count. Code touching a CNode therefore never
+ * reads or writes the whole struct (no memset/assignment of *c). */
+#define CAP_CNODE_HEAD_SIZE                                                                       \
+    ((offsetof(struct cap, u) + sizeof(cap_cnode_body_t) + 15u) & ~(size_t)15u)
+/* Bytes allocated for a bare cap of a kind (CNode: no inline entries). */
+#define CAP_BARE_SIZE(kind) ((kind) == CAP_KIND_CNODE ? CAP_CNODE_HEAD_SIZE : sizeof(struct cap))
 
 /* Allocation helpers through a cap_alloc_t. */
 static inline void *cap_mem_alloc(const cap_alloc_t *a, size_t n)
@@ -167,6 +182,19 @@ int cap_hash_many(const cap_t *const *caps, size_t n, cap_hash_t *out, cap_ref_h
  * be released). The caller must own `c` exclusively; not checked. */
 void cap_ref_targets_to_hashes(cap_t *c, cap_ref_hash_fn fn, void *ctx, size_t index);
 
+/** Record `h` as the key of the frozen cap `c` unless it has one; returns
+ * whether c's key is `h` (false: it was published under another hash, which
+ * only an unverified put with a wrong hash can cause). Thread-safe; after a
+ * true return c->key may be read by anyone ordered after this call. */
+bool cap_claim_key(cap_t *c, const cap_hash_t *h);
+/** Whether `c` carries a key other than `h` (cap_claim_key would fail). */
+static inline bool cap_key_conflicts(const cap_t *c, const cap_hash_t *h)
+{
+    return (atomic_load_explicit((_Atomic uint8_t *)&c->flags, memory_order_acquire) &
+            CAP_FLAG_KEY_SET) &&
+           __builtin_memcmp(c->key.bytes, h->bytes, 32) != 0;
+}
+
 /** Allocate a bare cap of a kind with refcount 1 (body zeroed). */
 int cap_alloc_bare(cap_t **out, const cap_alloc_t *a, cap_kind_t kind);
 
@@ -174,7 +202,7 @@ int cap_alloc_bare(cap_t **out, const cap_alloc_t *a, cap_kind_t kind);
  * cap_cnode_body_t), and the size of the cap's own block. */
 static inline cap_cnode_entry_t *cap_cnode_inline(const cap_t *c)
 {
-    return (cap_cnode_entry_t *)(void *)((char *)(void *)(uintptr_t)c + CAP_STRUCT_SIZE);
+    return (cap_cnode_entry_t *)(void *)((char *)(void *)(uintptr_t)c + CAP_CNODE_HEAD_SIZE);
 }
 /* Whether a CNode's entries are in its inline room (checked by capacity
  * first: a separate array could sit right after a cap without room). */
@@ -185,7 +213,7 @@ static inline bool cap_cnode_entries_inline(const cap_t *c)
 static inline size_t cap_block_size(const cap_t *c)
 {
     return c->kind == CAP_KIND_CNODE
-               ? CAP_STRUCT_SIZE + c->u.cnode.inline_capacity * sizeof(cap_cnode_entry_t)
+               ? CAP_CNODE_HEAD_SIZE + c->u.cnode.inline_capacity * sizeof(cap_cnode_entry_t)
                : sizeof(struct cap);
 }
 

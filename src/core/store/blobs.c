@@ -12,24 +12,30 @@ static size_t slot_index(uint64_t mix, unsigned log)
     return (size_t)((mix << STORE_SHARD_BITS) >> (64u - log));
 }
 
-static uint8_t slot_tag(uint64_t mix)
+static uint16_t slot_tag(uint64_t mix)
 {
-    return (uint8_t)(0x80u | (mix & 0x7fu));
+    return (uint16_t)(0x8000u | (mix & 0x7fffu));
 }
 
-static uint8_t tag_at(const blob_table_t *t, size_t i)
+static uint16_t tag_at(const blob_table_t *t, size_t i)
 {
-    return atomic_load_explicit((_Atomic uint8_t *)&t->tags[i], memory_order_relaxed);
+    return store_tag_at(t, i);
 }
 
-static void set_tag(blob_table_t *t, size_t i, uint8_t v)
+/* Tags are written under the shard lock only, so read-modify-write of the
+ * word is safe; readers load whole words. */
+static void set_tag(blob_table_t *t, size_t i, uint16_t v)
 {
-    atomic_store_explicit(&t->tags[i], v, memory_order_relaxed);
+    _Atomic uint64_t *w = &t->tags[i >> 2];
+    unsigned sh = (unsigned)(i & 3u) * 16u;
+    uint64_t x = atomic_load_explicit(w, memory_order_relaxed);
+    x = (x & ~((uint64_t)0xffff << sh)) | ((uint64_t)v << sh);
+    atomic_store_explicit(w, x, memory_order_relaxed);
 }
 
 static size_t tags_bytes(unsigned log)
 {
-    return sizeof(blob_table_t) + ((size_t)1 << log);
+    return sizeof(blob_table_t) + ((size_t)1 << log) * 2u;
 }
 
 static size_t slots_bytes(unsigned log)
@@ -37,40 +43,102 @@ static size_t slots_bytes(unsigned log)
     return ((size_t)1 << log) * sizeof(blob_slot_t);
 }
 
+static size_t meta_bytes(unsigned log)
+{
+    return ((size_t)1 << log) * sizeof(blob_meta_t);
+}
+
+static uint64_t slot_mix(const blob_slot_t *b)
+{
+    return atomic_load_explicit((_Atomic uint64_t *)&b->mix, memory_order_relaxed);
+}
+
+static void slot_set(blob_slot_t *b, uint64_t mix, cap_t *c)
+{
+    atomic_store_explicit(&b->mix, mix, memory_order_relaxed);
+    atomic_store_explicit(&b->cap, c, memory_order_relaxed);
+}
+
+/* Four tags at a time: the high bit of every 16-bit lane of `w` equal to
+ * zero (exact: no carry crosses a lane). */
+#define TAG_LOW15 0x7fff7fff7fff7fffull
+#define TAG_HIGH 0x8000800080008000ull
+#define TAG_ONES 0x0001000100010001ull
+static inline uint64_t zero_lanes(uint64_t w)
+{
+    return ~(((w & TAG_LOW15) + TAG_LOW15) | w) & TAG_HIGH;
+}
+static inline unsigned low_lane(uint64_t m)
+{
+    return (unsigned)__builtin_ctzll(m) >> 4;
+}
+
+/* A probe of `t` for `mix` in probe order: calls `visit(i)` for each slot
+ * whose tag matches, up to the first empty slot, until it returns true.
+ * Returns the index it stopped at, or SIZE_MAX (reached an empty slot).
+ * Tables always keep an empty slot (load <= 0.8), so it ends. */
+#define PROBE_TAGS(t, mix, i_out, visit_expr)                                                     \
+    do {                                                                                          \
+        size_t nw_ = ((size_t)1 << (t)->log) >> 2;                                               \
+        size_t i0_ = slot_index((mix), (t)->log);                                                 \
+        size_t wi_ = i0_ >> 2;                                                                    \
+        uint64_t pat_ = (uint64_t)slot_tag(mix) * TAG_ONES;                                       \
+        uint64_t valid_ = TAG_HIGH & (~(uint64_t)0 << ((i0_ & 3u) * 16u));                        \
+        (i_out) = SIZE_MAX;                                                                       \
+        for (;;) {                                                                                \
+            uint64_t w_ = atomic_load_explicit(&(t)->tags[wi_], memory_order_relaxed);            \
+            uint64_t empty_ = ~w_ & valid_;                                                       \
+            uint64_t match_ = zero_lanes(w_ ^ pat_) & valid_;                                     \
+            if (empty_)                                                                           \
+                match_ &= (empty_ & (0 - empty_)) - 1;                                            \
+            int hit_ = 0;                                                                         \
+            while (match_) {                                                                      \
+                size_t i = (wi_ << 2) + low_lane(match_);                                         \
+                if (visit_expr) {                                                                 \
+                    (i_out) = i;                                                                  \
+                    hit_ = 1;                                                                     \
+                    break;                                                                        \
+                }                                                                                 \
+                match_ &= match_ - 1;                                                             \
+            }                                                                                     \
+            if (hit_ || empty_)                                                                   \
+                break;                                                                            \
+            wi_ = (wi_ + 1) & (nw_ - 1);                                                          \
+            valid_ = TAG_HIGH;                                                                    \
+        }                                                                                         \
+    } while (0)
+
+static inline bool key_is(const blob_slot_t *b, const cap_hash_t *h)
+{
+    return cap_memcmp(store_slot_cap(b)->key.bytes, h->bytes, 32) == 0;
+}
+
 /* Index of `h` in `t`, or SIZE_MAX (shard lock held). */
 static size_t find_index(const blob_table_t *t, const cap_hash_t *h, uint64_t mix)
 {
-    size_t mask = ((size_t)1 << t->log) - 1;
-    size_t i = slot_index(mix, t->log);
-    uint8_t tag = slot_tag(mix);
-    for (;;) {
-        uint8_t v = tag_at(t, i);
-        if (!v)
-            return SIZE_MAX;
-        if (v == tag && cap_memcmp(t->slots[i].key.bytes, h->bytes, 32) == 0)
-            return i;
-        i = (i + 1) & mask;
-    }
+    size_t r;
+    PROBE_TAGS(t, mix, r, slot_mix(&t->slots[i]) == mix && key_is(&t->slots[i], h));
+    return r;
 }
 
-blob_slot_t *store_blob_find(store_shard_t *sh, const cap_hash_t *h, uint64_t mix)
+size_t store_blob_find(store_shard_t *sh, const cap_hash_t *h, uint64_t mix)
 {
     blob_table_t *t = store_blob_table(sh);
     if (!t)
-        return (blob_slot_t *)0;
-    size_t i = find_index(t, h, mix);
-    return i == SIZE_MAX ? (blob_slot_t *)0 : &t->slots[i];
+        return SIZE_MAX;
+    return find_index(t, h, mix);
 }
 
-static void place(blob_table_t *t, const cap_hash_t *h, uint64_t mix, const blob_slot_t *src)
+/* Into the first empty slot of the probe run (shard lock held). */
+static size_t place(blob_table_t *t, uint64_t mix, cap_t *c)
 {
     size_t mask = ((size_t)1 << t->log) - 1;
     size_t i = slot_index(mix, t->log);
     while (tag_at(t, i))
         i = (i + 1) & mask;
-    t->slots[i] = *src;
-    t->slots[i].key = *h;
+    slot_set(&t->slots[i], mix, c);
     set_tag(t, i, slot_tag(mix));
+    return i;
 }
 
 static bool fits(size_t n, unsigned log)
@@ -102,52 +170,120 @@ int store_blob_reserve(const cap_store_t *s, store_shard_t *sh, size_t extra)
     if (!t)
         return CAP_ENOMEM;
     t->slots = a->allocate(a->ctx, slots_bytes(log));
-    if (!t->slots) {
+    t->meta = t->slots ? a->allocate(a->ctx, meta_bytes(log)) : (blob_meta_t *)0;
+    if (!t->meta) {
+        if (t->slots)
+            a->deallocate(a->ctx, t->slots, slots_bytes(log));
         a->deallocate(a->ctx, t, tags_bytes(log));
         return CAP_ENOMEM;
     }
     t->log = log;
     t->retired = old;
     size_t n = (size_t)1 << log;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < (n >> 2); i++)
         atomic_init(&t->tags[i], 0);
+    for (size_t i = 0; i < n; i++) {
+        atomic_init(&t->slots[i].mix, 0);
+        atomic_init(&t->slots[i].cap, (cap_t *)0);
+    }
     if (old) {
         size_t old_n = (size_t)1 << old->log;
-        for (size_t i = 0; i < old_n; i++)
-            if (tag_at(old, i))
-                place(t, &old->slots[i].key, store_blob_mix(s, &old->slots[i].key),
-                      &old->slots[i]);
-        /* Lock-free readers may still probe the old tags: they stay (on the
-         * retired chain) until close. Its slots only lock holders read (a
-         * reader may prefetch through the stale pointer, which is harmless;
-         * it is left as it is, since readers load it without the lock). */
-        a->deallocate(a->ctx, old->slots, slots_bytes(old->log));
+        for (size_t i = 0; i < old_n; i++) {
+            if (tag_at(old, i)) {
+                size_t j = place(t, slot_mix(&old->slots[i]), store_slot_cap(&old->slots[i]));
+                t->meta[j] = old->meta[i];
+            }
+        }
+        /* Lock-free readers may still probe the old tags and slots: they stay
+         * (on the retired chain) until close. Its metadata only lock holders
+         * read. */
+        a->deallocate(a->ctx, old->meta, meta_bytes(old->log));
+        old->meta = (blob_meta_t *)0;
     }
     atomic_store_explicit(&sh->table, t, memory_order_release);
     return CAP_OK;
 }
 
+static void insert_tally(store_shard_t *sh, uint64_t mix, cap_t *c, unsigned flags,
+                         store_blob_tally_t *tally)
+{
+    blob_table_t *t = store_blob_table(sh);
+    size_t i = place(t, mix, c);
+    t->meta[i].pins = 0;
+    t->meta[i].flags = (uint8_t)flags;
+    sh->count++;
+    tally->count++;
+    tally->bytes += store_cap_bytes(c);
+    if (flags & STORE_BLOB_DIRTY) {
+        sh->dirty++;
+        tally->dirty++;
+    }
+}
+
+void store_blob_tally_add(cap_store_t *s, const store_blob_tally_t *tally)
+{
+    if (!tally->count)
+        return;
+    atomic_fetch_add_explicit(&s->blob_count, tally->count, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->blob_bytes, tally->bytes, memory_order_relaxed);
+    if (tally->dirty)
+        atomic_fetch_add_explicit(&s->dirty_count, tally->dirty, memory_order_relaxed);
+}
+
 void store_blob_insert_flags(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, uint64_t mix,
                              cap_t *c, unsigned flags)
 {
-    blob_slot_t v;
-    v.cap = c;
-    v.pins = 0;
-    v.flags = (uint8_t)flags;
-    place(store_blob_table(sh), h, mix, &v);
-    sh->count++;
-    atomic_fetch_add_explicit(&s->blob_count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->blob_bytes, store_cap_bytes(c), memory_order_relaxed);
-    if (flags & STORE_BLOB_DIRTY) {
-        sh->dirty++;
-        atomic_fetch_add_explicit(&s->dirty_count, 1, memory_order_relaxed);
-    }
+    (void)h;
+    store_blob_tally_t tally = {0, 0, 0};
+    insert_tally(sh, mix, c, flags, &tally);
+    store_blob_tally_add(s, &tally);
 }
 
 void store_blob_insert_new(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, uint64_t mix,
                            cap_t *c)
 {
     store_blob_insert_flags(s, sh, h, mix, c, STORE_BLOB_DIRTY | STORE_BLOB_USED);
+}
+
+void store_blob_insert_tallied(cap_store_t *s, store_shard_t *sh, uint64_t mix, cap_t *c,
+                               store_blob_tally_t *tally)
+{
+    (void)s;
+    insert_tally(sh, mix, c, STORE_BLOB_DIRTY | STORE_BLOB_USED, tally);
+}
+
+void store_blob_prefetch(const cap_store_t *s, uint64_t mix)
+{
+    const blob_table_t *t = store_blob_table(store_shard(s, store_blob_shard(mix)));
+    if (!t)
+        return;
+    size_t i = slot_index(mix, t->log);
+    __builtin_prefetch(&t->tags[i >> 2]);
+    __builtin_prefetch(&t->slots[i], 1);
+    if (t->meta)
+        __builtin_prefetch(&t->meta[i], 1);
+}
+
+int store_keyed_ref(cap_t *c, const cap_hash_t *h, cap_t **out)
+{
+    if (!cap_key_conflicts(c, h)) {
+        cap_freeze(c);
+        if (CAP_LIKELY(cap_claim_key(c, h))) {
+            *out = cap_retain(c);
+            return CAP_OK;
+        }
+    }
+    /* Published elsewhere under another hash (a wrong unverified claim):
+     * this blob gets its own copy. */
+    cap_t *d;
+    int rc = cap_copy(c, &d);
+    if (rc)
+        return rc;
+    cap_freeze(c);
+    cap_freeze(d);
+    (void)cap_claim_key(d, h); /* private: cannot fail */
+    *out = d;
+    return CAP_OK;
 }
 
 /* Seqlock bracket for changes that move tags (shard lock held): readers
@@ -171,9 +307,8 @@ cap_t *store_blob_remove_at(cap_store_t *s, store_shard_t *sh, size_t i)
 {
     blob_table_t *t = store_blob_table(sh);
     size_t mask = ((size_t)1 << t->log) - 1;
-    blob_slot_t *slot = &t->slots[i];
-    cap_t *c = slot->cap;
-    if (slot->flags & STORE_BLOB_DIRTY) {
+    cap_t *c = store_slot_cap(&t->slots[i]);
+    if (t->meta[i].flags & STORE_BLOB_DIRTY) {
         sh->dirty--;
         atomic_fetch_sub_explicit(&s->dirty_count, 1, memory_order_relaxed);
     }
@@ -183,17 +318,19 @@ cap_t *store_blob_remove_at(cap_store_t *s, store_shard_t *sh, size_t i)
     write_begin(sh);
     size_t hole = i;
     for (size_t j = (i + 1) & mask; tag_at(t, j); j = (j + 1) & mask) {
-        size_t home = slot_index(store_blob_mix(s, &t->slots[j].key), t->log);
+        uint64_t mix = slot_mix(&t->slots[j]);
+        size_t home = slot_index(mix, t->log);
         /* Stays if its home lies cyclically in (hole, j]. */
         bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
         if (stays)
             continue;
         set_tag(t, hole, tag_at(t, j));
-        t->slots[hole] = t->slots[j];
+        slot_set(&t->slots[hole], mix, store_slot_cap(&t->slots[j]));
+        t->meta[hole] = t->meta[j];
         hole = j;
     }
     set_tag(t, hole, 0);
-    t->slots[hole].cap = (cap_t *)0;
+    slot_set(&t->slots[hole], 0, (cap_t *)0);
     write_end(sh);
     return c;
 }
@@ -219,14 +356,15 @@ void store_blobs_release_all(cap_store_t *s)
         size_t n = (size_t)1 << t->log;
         for (size_t k = 0; k < n; k++) {
             if (tag_at(t, k)) {
-                atomic_fetch_sub_explicit(&s->blob_bytes, store_cap_bytes(t->slots[k].cap),
-                                          memory_order_relaxed);
-                cap_release(t->slots[k].cap);
+                cap_t *c = store_slot_cap(&t->slots[k]);
+                atomic_fetch_sub_explicit(&s->blob_bytes, store_cap_bytes(c), memory_order_relaxed);
+                cap_release(c);
             }
         }
-        a->deallocate(a->ctx, t->slots, slots_bytes(t->log));
+        a->deallocate(a->ctx, t->meta, meta_bytes(t->log));
         while (t) {
             blob_table_t *older = t->retired;
+            a->deallocate(a->ctx, t->slots, slots_bytes(t->log));
             a->deallocate(a->ctx, t, tags_bytes(t->log));
             t = older;
         }
@@ -237,11 +375,13 @@ void store_blobs_release_all(cap_store_t *s)
 
 enum { PROBE_ABSENT, PROBE_CANDIDATE, PROBE_UNSURE };
 
-/* Probe the tags without the lock. ABSENT is a linearizable miss (no
- * deletion overlapped the probe); CANDIDATE: `*ti` in `*tp` carries the tag
- * (the caller checks the key under the lock); UNSURE: ask under the lock.
- * A candidate's slot is prefetched, so that its cache miss overlaps the
- * lock. */
+/* Probe without the lock. ABSENT is a linearizable miss (no deletion
+ * overlapped the probe); CANDIDATE: slot `*ti` of `*tp` carries the mix (the
+ * caller checks the key under the lock); UNSURE: ask under the lock. Tag
+ * collisions are told apart by the slot's mix, so a miss rarely locks; a
+ * candidate's cap is prefetched, so that its cache miss overlaps the lock.
+ * What is read here may be stale or belong to a retired table (kept until
+ * close): it is only a hint, checked under the lock. */
 static inline __attribute__((always_inline)) int probe_unlocked(store_shard_t *sh, uint64_t mix,
                                                                  blob_table_t **tp, size_t *ti)
 {
@@ -250,23 +390,14 @@ static inline __attribute__((always_inline)) int probe_unlocked(store_shard_t *s
         return PROBE_UNSURE;
     blob_table_t *t = atomic_load_explicit(&sh->table, memory_order_acquire);
     if (t) {
-        size_t mask = ((size_t)1 << t->log) - 1;
-        size_t i = slot_index(mix, t->log);
-        uint8_t tag = slot_tag(mix);
-        for (;;) {
-            uint8_t x = tag_at(t, i);
-            if (!x)
-                break;
-            if (x == tag) {
-                /* Start the slot's cache miss now, to overlap the lock. It
-                 * may name a retired table's freed slots: a prefetch never
-                 * faults. */
-                __builtin_prefetch(&t->slots[i]);
-                *tp = t;
-                *ti = i;
-                return PROBE_CANDIDATE;
-            }
-            i = (i + 1) & mask;
+        size_t at;
+        PROBE_TAGS(t, mix, at, slot_mix(&t->slots[i]) == mix);
+        if (at != SIZE_MAX) {
+            /* A prefetch never faults, even if the cap is gone. */
+            __builtin_prefetch(store_slot_cap(&t->slots[at]), 1);
+            *tp = t;
+            *ti = at;
+            return PROBE_CANDIDATE;
         }
     }
     atomic_thread_fence(memory_order_acquire);
@@ -275,21 +406,22 @@ static inline __attribute__((always_inline)) int probe_unlocked(store_shard_t *s
     return PROBE_ABSENT;
 }
 
-/* The slot of `h` with the shard lock held, checking the lock-free probe's
+/* The index of `h` with the shard lock held, checking the lock-free probe's
  * candidate first (usually it is the one). */
-static inline __attribute__((always_inline)) blob_slot_t *
-find_locked(store_shard_t *sh, const cap_hash_t *h, uint64_t mix, int probe, blob_table_t *t,
-            size_t i)
+static inline __attribute__((always_inline)) size_t find_locked(store_shard_t *sh,
+                                                                const cap_hash_t *h, uint64_t mix,
+                                                                int probe, blob_table_t *t,
+                                                                size_t i)
 {
-    if (probe == PROBE_CANDIDATE && store_blob_table(sh) == t && tag_at(t, i) == slot_tag(mix) &&
-        cap_memcmp(t->slots[i].key.bytes, h->bytes, 32) == 0)
-        return &t->slots[i];
+    if (probe == PROBE_CANDIDATE && store_blob_table(sh) == t && tag_at(t, i) &&
+        slot_mix(&t->slots[i]) == mix && key_is(&t->slots[i], h))
+        return i;
     return store_blob_find(sh, h, mix);
 }
 
 int store_blob_get(cap_store_t *s, const cap_hash_t *h, cap_t **out, cap_err_t *err)
 {
-    if (!store_is_ready(s)) {
+    if (CAP_UNLIKELY(!store_is_ready(s))) {
         /* An empty store: only a backend can have it (and then the tables
          * are needed to publish it). */
         if (!store_backend_count(s))
@@ -303,14 +435,18 @@ int store_blob_get(cap_store_t *s, const cap_hash_t *h, cap_t **out, cap_err_t *
     blob_table_t *t = (blob_table_t *)0;
     size_t ti = 0;
     int probe = probe_unlocked(sh, mix, &t, &ti);
-    if (probe == PROBE_ABSENT && !store_backend_count(s))
+    if (probe == PROBE_ABSENT && CAP_LIKELY(!store_backend_count(s)))
         goto missing;
     store_lock(s, sh->lock);
-    blob_slot_t *b = find_locked(sh, h, mix, probe, t, ti);
-    if (CAP_LIKELY(b != (blob_slot_t *)0)) {
-        cap_t *c = cap_retain(b->cap);
-        if (!(b->flags & STORE_BLOB_USED))
-            b->flags |= STORE_BLOB_USED;
+    size_t i = find_locked(sh, h, mix, probe, t, ti);
+    if (CAP_LIKELY(i != SIZE_MAX)) {
+        t = store_blob_table(sh);
+        cap_t *c = cap_retain(store_slot_cap(&t->slots[i]));
+        /* The CLOCK bit matters only to trim, which needs a budget: without
+         * one a hit writes nothing but the reference count. */
+        if (atomic_load_explicit(&s->budget, memory_order_relaxed) &&
+            !(t->meta[i].flags & STORE_BLOB_USED))
+            t->meta[i].flags |= STORE_BLOB_USED;
         store_unlock(s, sh->lock);
         *out = c;
         return CAP_OK;
@@ -353,7 +489,7 @@ bool cap_store_contains_blob(cap_store_t *s, const cap_hash_t *h)
     if (probe == PROBE_ABSENT)
         return false;
     store_lock(s, sh->lock);
-    bool found = find_locked(sh, h, mix, probe, t, ti) != (blob_slot_t *)0;
+    bool found = find_locked(sh, h, mix, probe, t, ti) != SIZE_MAX;
     store_unlock(s, sh->lock);
     return found;
 }
@@ -369,11 +505,13 @@ static int insert_locked_path(cap_store_t *s, const cap_hash_t *h, cap_t *c, uns
     store_shard_t *sh = store_shard(s, store_blob_shard(mix));
     int rc = CAP_OK;
     store_lock(s, sh->lock);
-    if (!store_blob_find(sh, h, mix)) {
+    if (store_blob_find(sh, h, mix) == SIZE_MAX) {
         rc = store_blob_reserve(s, sh, 1);
+        cap_t *k = (cap_t *)0;
+        if (rc == CAP_OK)
+            rc = store_keyed_ref(c, h, &k);
         if (rc == CAP_OK) {
-            cap_freeze(c);
-            store_blob_insert_flags(s, sh, h, mix, cap_retain(c), flags | STORE_BLOB_USED);
+            store_blob_insert_flags(s, sh, h, mix, k, flags | STORE_BLOB_USED);
             *added = true;
         }
     } else {
@@ -393,7 +531,7 @@ static int insert_write_through(cap_store_t *s, const cap_backend_t *wb, const c
     uint64_t mix = store_blob_mix(s, h);
     store_shard_t *sh = store_shard(s, store_blob_shard(mix));
     store_lock(s, sh->lock);
-    bool present = store_blob_find(sh, h, mix) != (blob_slot_t *)0;
+    bool present = store_blob_find(sh, h, mix) != SIZE_MAX;
     store_unlock(s, sh->lock);
     if (present) {
         cap_freeze(c);
@@ -508,8 +646,9 @@ int cap_store_iter_blobs(cap_store_t *s, cap_blob_entry_t **out, size_t *n)
             size_t cap_n = store_table_size(t);
             for (size_t j = 0; j < cap_n; j++) {
                 if (tag_at(t, j)) {
-                    arr[k].hash = t->slots[j].key;
-                    arr[k].cap = cap_retain(t->slots[j].cap);
+                    cap_t *c = store_slot_cap(&t->slots[j]);
+                    arr[k].hash = c->key;
+                    arr[k].cap = cap_retain(c);
                     k++;
                 }
             }

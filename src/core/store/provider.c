@@ -89,10 +89,11 @@ int store_fetch_locked(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, u
                        cap_t **out, cap_err_t *err)
 {
     for (;;) {
-        blob_slot_t *b = store_blob_find(sh, h, mix);
-        if (b) {
-            cap_t *c = cap_retain(b->cap);
-            b->flags |= STORE_BLOB_USED;
+        size_t b = store_blob_find(sh, h, mix);
+        if (b != SIZE_MAX) {
+            blob_table_t *t = store_blob_table(sh);
+            cap_t *c = cap_retain(store_slot_cap(&t->slots[b]));
+            t->meta[b].flags |= STORE_BLOB_USED;
             store_unlock(s, sh->lock);
             *out = c;
             return CAP_OK;
@@ -131,14 +132,20 @@ int store_fetch_locked(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, u
         cap_freeze(c);
     store_lock(s, sh->lock);
     if (rc == CAP_OK) {
-        blob_slot_t *b = store_blob_find(sh, h, mix);
-        if (b) { /* a put raced us: keep the first cap */
+        size_t b = store_blob_find(sh, h, mix);
+        cap_t *k = (cap_t *)0;
+        if (b != SIZE_MAX) { /* a put raced us: keep the first cap */
+            blob_table_t *t = store_blob_table(sh);
             drop = c;
-            c = cap_retain(b->cap);
-            b->flags |= STORE_BLOB_USED;
-        } else if (store_blob_reserve(s, sh, 1) == CAP_OK) {
+            c = cap_retain(store_slot_cap(&t->slots[b]));
+            t->meta[b].flags |= STORE_BLOB_USED;
+        } else if (store_blob_reserve(s, sh, 1) == CAP_OK && store_keyed_ref(c, h, &k) == CAP_OK) {
             /* Fetched blobs are clean: a backend has them. */
-            store_blob_insert_flags(s, sh, h, mix, cap_retain(c), STORE_BLOB_USED);
+            store_blob_insert_flags(s, sh, h, mix, k, STORE_BLOB_USED);
+            if (k != c) { /* keyed copy: hand out the stored cap */
+                drop = c;
+                c = cap_retain(k);
+            }
             added = true;
         } else {
             drop = c;
@@ -232,14 +239,15 @@ static int collect_dirty(cap_store_t *s, flush_set_t *f)
                 blob_table_t *t = store_blob_table(sh);
                 size_t slots = store_table_size(t);
                 for (size_t j = 0; j < slots; j++) {
-                    if (!store_table_used(t, j) || !(t->slots[j].flags & STORE_BLOB_DIRTY))
+                    if (!store_table_used(t, j) || !(t->meta[j].flags & STORE_BLOB_DIRTY))
                         continue;
                     if (f->n == f->cap) {
                         overflow = true;
                         break;
                     }
-                    f->hashes[f->n] = t->slots[j].key;
-                    f->caps[f->n++] = cap_retain(t->slots[j].cap);
+                    cap_t *c = store_slot_cap(&t->slots[j]);
+                    f->hashes[f->n] = c->key;
+                    f->caps[f->n++] = cap_retain(c);
                 }
             }
             store_unlock(s, sh->lock);
@@ -258,9 +266,10 @@ static void mark_clean(cap_store_t *s, const flush_set_t *f)
         uint64_t mix = store_blob_mix(s, &f->hashes[i]);
         store_shard_t *sh = store_shard(s, store_blob_shard(mix));
         store_lock(s, sh->lock);
-        blob_slot_t *b = store_blob_find(sh, &f->hashes[i], mix);
-        if (b && (b->flags & STORE_BLOB_DIRTY)) {
-            b->flags &= (uint8_t)~STORE_BLOB_DIRTY;
+        size_t b = store_blob_find(sh, &f->hashes[i], mix);
+        blob_table_t *t = store_blob_table(sh);
+        if (b != SIZE_MAX && (t->meta[b].flags & STORE_BLOB_DIRTY)) {
+            t->meta[b].flags &= (uint8_t)~STORE_BLOB_DIRTY;
             sh->dirty--;
             atomic_fetch_sub_explicit(&s->dirty_count, 1, memory_order_relaxed);
         }

@@ -20,7 +20,7 @@
 
 size_t store_cap_bytes(const cap_t *c)
 {
-    size_t n = sizeof(struct cap) + sizeof(blob_slot_t) + 1;
+    size_t n = sizeof(struct cap) + sizeof(blob_slot_t) + sizeof(blob_meta_t) + 1;
     switch ((cap_kind_t)c->kind) {
     case CAP_KIND_CNODE:
         n += c->u.cnode.capacity * sizeof(cap_cnode_entry_t);
@@ -76,13 +76,14 @@ int cap_store_pin(cap_store_t *s, const cap_hash_t *h, cap_err_t *err)
     uint64_t mix = store_blob_mix(s, h);
     store_shard_t *sh = store_shard(s, store_blob_shard(mix));
     store_lock(s, sh->lock);
-    blob_slot_t *b = store_blob_find(sh, h, mix);
-    if (!b)
+    size_t b = store_blob_find(sh, h, mix);
+    blob_meta_t *m = b == SIZE_MAX ? (blob_meta_t *)0 : &store_blob_table(sh)->meta[b];
+    if (!m)
         rc = CAP_EBLOBMISSING; /* only if the store was closed meanwhile */
-    else if (b->pins == UINT32_MAX)
+    else if (m->pins == UINT32_MAX)
         rc = CAP_EINVAL;
     else
-        b->pins++;
+        m->pins++;
     store_unlock(s, sh->lock);
     cap_release(c);
     if (rc)
@@ -98,9 +99,10 @@ int cap_store_unpin(cap_store_t *s, const cap_hash_t *h)
     store_shard_t *sh = store_shard(s, store_blob_shard(mix));
     int rc = CAP_EINVAL;
     store_lock(s, sh->lock);
-    blob_slot_t *b = store_blob_find(sh, h, mix);
-    if (b && b->pins) {
-        b->pins--;
+    size_t b = store_blob_find(sh, h, mix);
+    blob_meta_t *m = b == SIZE_MAX ? (blob_meta_t *)0 : &store_blob_table(sh)->meta[b];
+    if (m && m->pins) {
+        m->pins--;
         rc = CAP_OK;
     }
     store_unlock(s, sh->lock);
@@ -167,7 +169,7 @@ static int mark_reachable(cap_store_t *s)
         blob_table_t *t = store_blob_table(sh);
         size_t slots = store_table_size(t);
         for (size_t j = 0; j < slots; j++)
-            t->slots[j].flags &= (uint8_t)~STORE_BLOB_MARK;
+            t->meta[j].flags &= (uint8_t)~STORE_BLOB_MARK;
         store_unlock(s, sh->lock);
     }
     hash_vec_t w = {(cap_hash_t *)0, 0, 0};
@@ -185,10 +187,11 @@ static int mark_reachable(cap_store_t *s)
         uint64_t mix = store_blob_mix(s, &h);
         store_shard_t *sh = store_shard(s, store_blob_shard(mix));
         store_lock(s, sh->lock);
-        blob_slot_t *b = store_blob_find(sh, &h, mix);
-        if (b && !(b->flags & STORE_BLOB_MARK)) {
-            b->flags |= STORE_BLOB_MARK;
-            rc = push_targets(a, &w, b->cap);
+        size_t b = store_blob_find(sh, &h, mix);
+        blob_table_t *t = store_blob_table(sh);
+        if (b != SIZE_MAX && !(t->meta[b].flags & STORE_BLOB_MARK)) {
+            t->meta[b].flags |= STORE_BLOB_MARK;
+            rc = push_targets(a, &w, store_slot_cap(&t->slots[b]));
         }
         store_unlock(s, sh->lock);
     }
@@ -201,13 +204,14 @@ static int mark_reachable(cap_store_t *s)
 
 #define TRIM_BATCH 32
 
-static bool droppable(blob_slot_t *b)
+static bool droppable(blob_table_t *t, size_t i)
 {
+    blob_meta_t *b = &t->meta[i];
     if (b->pins || (b->flags & (STORE_BLOB_DIRTY | STORE_BLOB_MARK)))
         return false;
     /* Only the store's reference: nobody can take another without this
      * shard's lock, which the caller holds. */
-    if (atomic_load_explicit(&b->cap->refs, memory_order_acquire) > 1)
+    if (atomic_load_explicit(&store_slot_cap(&t->slots[i])->refs, memory_order_acquire) > 1)
         return false;
     if (b->flags & STORE_BLOB_USED) {
         b->flags &= (uint8_t)~STORE_BLOB_USED; /* second chance */
@@ -237,7 +241,7 @@ static bool sweep_shard(cap_store_t *s, store_shard_t *sh, size_t target, size_t
                 end = true;
                 break;
             }
-            if (store_table_used(t, i) && droppable(&t->slots[i]))
+            if (store_table_used(t, i) && droppable(t, i))
                 batch[nb++] = store_blob_remove_at(s, sh, i); /* another may move into i */
             else
                 i++;

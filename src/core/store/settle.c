@@ -362,6 +362,14 @@ static int prepare_copies(settle_ctx_t *x)
     for (size_t i = 0; i < x->n; i++) {
         snode_t *nd = &x->nodes[i];
         fetch_ahead(x, i);
+        if (!nd->nkids && !nd->fresh && !nd->instance && cap_key_conflicts(nd->snap, &nd->hash)) {
+            /* Published under another hash (a wrong unverified put): the
+             * blob gets its own copy, keyed right. */
+            int rc = cap_copy(nd->snap, &nd->fresh);
+            if (rc)
+                return rc;
+            continue;
+        }
         if (!nd->nkids || nd->fresh || exclusive(nd))
             continue;
         cap_t *copy;
@@ -430,12 +438,30 @@ static int commit(settle_ctx_t *x)
             break;
         unlock_mask(s, mask); /* copies to make, or concurrent puts took the room */
     }
-    /* Nothing can fail from here on. */
+    /* Nothing can fail from here on. The header counters are added once at
+     * the end (still under the locks), so that the inserts' and unlinks'
+     * cache misses overlap instead of each waiting for a locked add. */
     bool graduated = false;
+    store_blob_tally_t tally = {0, 0, 0};
+    size_t unlinked = 0;
     for (size_t i = 0; i < x->n; i++) {
         snode_t *nd = &x->nodes[i];
         store_entry_t *e = nd->e;
         fetch_ahead(x, i);
+        if (i + AHEAD < x->n) {
+            const snode_t *ahead = &x->nodes[i + AHEAD];
+            if (!ahead->instance)
+                store_blob_prefetch(s, store_blob_mix(s, &ahead->hash));
+            if (ahead->snap) /* store_cap_bytes reads past the first line */
+                __builtin_prefetch((const char *)ahead->snap + 64);
+        }
+        if (i + AHEAD / 2 < x->n) {
+            /* The unlink writes the list neighbours; this entry was
+             * prefetched AHEAD / 2 iterations ago. */
+            const store_entry_t *ae = x->nodes[i + AHEAD / 2].e;
+            __builtin_prefetch(ae->prev, 1);
+            __builtin_prefetch(ae->next, 1);
+        }
         if (nd->nkids && !nd->fresh) {
             /* Exclusive (checked above under the lock): rewrite in place.
              * The kids' handle references pass to us (released later). */
@@ -454,15 +480,24 @@ static int commit(settle_ctx_t *x)
         }
         uint64_t mix = store_blob_mix(s, &nd->hash);
         store_shard_t *bsh = store_shard(s, store_blob_shard(mix));
-        if (!store_blob_find(bsh, &nd->hash, mix)) {
+        if (store_blob_find(bsh, &nd->hash, mix) == SIZE_MAX) {
             cap_t **src = nd->fresh ? &nd->fresh : &nd->snap;
             cap_freeze(*src);
-            store_blob_insert_new(s, bsh, &nd->hash, mix, *src);
-            *src = (cap_t *)0;
+            /* prepare_copies gave a snapshot keyed otherwise a fresh copy;
+             * only a wrong unverified put racing this settle on the same
+             * cap can make the claim fail, and then the blob stays out. */
+            if (cap_claim_key(*src, &nd->hash)) {
+                store_blob_insert_tallied(s, bsh, mix, *src, &tally);
+                *src = (cap_t *)0;
+            }
         }
-        nd->old = store_entry_unlink_locked(s, e);
+        nd->old = store_entry_unlink_uncounted(s, e);
+        unlinked++;
         graduated = true;
     }
+    store_blob_tally_add(s, &tally);
+    if (unlinked)
+        atomic_fetch_sub_explicit(&s->instance_count, unlinked, memory_order_relaxed);
     unlock_mask(s, mask);
     if (graduated) {
         /* The store's reference goes. No removed entry can reach state 0 (nor
@@ -470,9 +505,12 @@ static int commit(settle_ctx_t *x)
          * (the root) or by a cap or handle reference this settle holds until
          * ctx_reset. */
         store_lock(s, s->dead_lock);
-        for (size_t i = 0; i < x->n; i++)
+        for (size_t i = 0; i < x->n; i++) {
+            if (i + AHEAD < x->n)
+                __builtin_prefetch(x->nodes[i + AHEAD].e, 1);
             if (!x->nodes[i].instance)
                 (void)store_entry_clear_bits_locked(x->nodes[i].e, CAP_REF_IN_STORE);
+        }
         store_unlock(s, s->dead_lock);
     }
     return CAP_OK;
@@ -491,9 +529,18 @@ static void ctx_reset(settle_ctx_t *x)
      * release may free an entry, so no node's entry is touched after. */
     for (size_t i = 0; i < x->n; i++) {
         const snode_t *nd = &x->nodes[i];
-        if (nd->rewrote)
-            for (size_t k = 0; k < nd->nkids; k++)
-                cap_ref_release(&x->nodes[x->kids[nd->kid_off + k]].e->ref);
+        if (nd->rewrote) {
+            for (size_t k = 0; k < nd->nkids; k++) {
+                /* Kids are scattered: fetch their nodes, then their entries,
+                 * a little ahead (kids[] is in node order). */
+                size_t q = nd->kid_off + k;
+                if (q + 2 * AHEAD < x->nk)
+                    __builtin_prefetch(&x->nodes[x->kids[q + 2 * AHEAD]]);
+                if (q + AHEAD < x->nk)
+                    __builtin_prefetch(x->nodes[x->kids[q + AHEAD]].e, 1);
+                cap_ref_release(&x->nodes[x->kids[q]].e->ref);
+            }
+        }
     }
     const cap_alloc_t *a = x->a;
     if (x->nodes)

@@ -181,6 +181,13 @@ bool store_entry_clear_bits_locked(store_entry_t *e, uint64_t bits)
 
 cap_t *store_entry_unlink_locked(cap_store_t *s, store_entry_t *e)
 {
+    cap_t *c = store_entry_unlink_uncounted(s, e);
+    atomic_fetch_sub_explicit(&s->instance_count, 1, memory_order_relaxed);
+    return c;
+}
+
+cap_t *store_entry_unlink_uncounted(cap_store_t *s, store_entry_t *e)
+{
     store_shard_t *sh = store_shard(s, store_entry_shard(e));
     if (e->prev)
         e->prev->next = e->next;
@@ -192,7 +199,6 @@ cap_t *store_entry_unlink_locked(cap_store_t *s, store_entry_t *e)
     e->linked = 0;
     cap_t *c = e->cap;
     e->cap = (cap_t *)0;
-    atomic_fetch_sub_explicit(&s->instance_count, 1, memory_order_relaxed);
     return c;
 }
 

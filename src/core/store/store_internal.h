@@ -48,12 +48,29 @@ typedef struct store_entry {
     uint8_t linked;                /* in its shard's list (shard lock) */
 } store_entry_t;
 
+/* A blob's slot: what a lookup reads. `mix` (store_blob_mix of the key)
+ * lets lock-free probes reject tag collisions and lets growth and deletion
+ * re-home slots without touching the caps; the key itself is compared
+ * against cap->key, in the line the lookup's reference touches anyway.
+ * Both fields are written under the shard lock only; `mix` and `cap` are
+ * atomics so that lock-free probes may read them (to filter and to
+ * prefetch; a cap is dereferenced only under the lock). */
 typedef struct blob_slot {
-    cap_hash_t key;
-    cap_t *cap;    /* the store's reference */
+    _Atomic uint64_t mix;
+    _Atomic(cap_t *) cap; /* the store's reference */
+} blob_slot_t;
+
+/* What only pins, flush and trim need (shard lock), apart from the slots so
+ * that a lookup does not pull it in. */
+typedef struct blob_meta {
     uint32_t pins; /* cap_store_pin count */
     uint8_t flags; /* STORE_BLOB_* */
-} blob_slot_t;
+} blob_meta_t;
+
+static inline cap_t *store_slot_cap(const blob_slot_t *b)
+{
+    return atomic_load_explicit((_Atomic(cap_t *) *)&b->cap, memory_order_relaxed);
+}
 
 /* Blob flags (shard lock). */
 #define STORE_BLOB_USED 1u  /* looked up since the last trim pass (CLOCK bit) */
@@ -74,27 +91,30 @@ typedef struct store_fetch {
     cap_err_t err;
 } store_fetch_t;
 
-/* A shard's blob table: `1 << log` tag bytes (0: empty slot, else 0x80 | 7
- * bits of the key's mix) in this block, and the slots in their own block.
- * A probe reads the tags (a shard's tags fit a few cache lines) and compares
- * keys only on a tag match, so a miss never touches the slots.
+/* A shard's blob table: `1 << log` 16-bit tags (0: empty slot, else
+ * 0x8000 | 15 bits of the key's mix: a miss almost never matches a tag, so
+ * it touches nothing but the tags), four to a word (tag i in bits 16*(i%4)
+ * of word i/4, so a probe tests four at a time), in this block; the slots
+ * and the metadata in their own blocks. A probe reads the tags (a shard's tags fit
+ * a few cache lines) and looks at a slot only on a tag match.
  *
  * Lock-free reads: a lookup first probes the tags without the shard lock
  * (a miss then needs no lock at all; a hit takes it only to check the
  * candidate slot and take a reference). For that, the tags are atomics, the
  * table is published with a release store, and a table replaced by growth
  * is not freed but kept on the `retired` chain until the store closes
- * (tags only: one byte per slot; their sum is below the current table's).
+ * (tags and slots: their sum is below the current table's).
  * Deletions, which move tags backward, are bracketed by the shard's `seq`
  * (odd while one runs), and a lock-free miss counts only if `seq` did not
  * change meanwhile. Inserts need no bracket: they only fill an empty tag,
  * and a probe that missed before it is ordered before the insert. Slots are
- * read and written under the shard lock only. */
+ * written under the shard lock only, and read lock-free only as hints. */
 typedef struct blob_table {
     struct blob_table *retired; /* the table this one replaced (kept for readers) */
-    blob_slot_t *slots;         /* 1 << log; freed as soon as replaced */
+    blob_slot_t *slots;         /* 1 << log; kept with the retired tags */
+    blob_meta_t *meta;          /* 1 << log; freed as soon as replaced */
     unsigned log;
-    _Atomic uint8_t tags[];
+    _Atomic uint64_t tags[];    /* (1 << log) / 4 words */
 } blob_table_t;
 
 typedef struct store_shard {
@@ -116,9 +136,14 @@ static inline size_t store_table_size(const blob_table_t *t)
 {
     return t ? (size_t)1 << t->log : 0;
 }
+static inline uint16_t store_tag_at(const blob_table_t *t, size_t i)
+{
+    uint64_t w = atomic_load_explicit((_Atomic uint64_t *)&t->tags[i >> 2], memory_order_relaxed);
+    return (uint16_t)(w >> ((i & 3u) * 16u));
+}
 static inline bool store_table_used(const blob_table_t *t, size_t i)
 {
-    return atomic_load_explicit((_Atomic uint8_t *)&t->tags[i], memory_order_relaxed) != 0;
+    return store_tag_at(t, i) != 0;
 }
 
 /* One shard per cache line, so readers of different shards do not contend. */
@@ -215,6 +240,9 @@ bool store_entry_clear_bits_locked(store_entry_t *e, uint64_t bits);
 /* Unlink a linked entry from its shard list (shard lock held). Returns its
  * cap (the entry's reference, now the caller's). */
 cap_t *store_entry_unlink_locked(cap_store_t *s, store_entry_t *e);
+/* The same without decrementing instance_count (the caller subtracts a
+ * batch's total once, before its locks go). */
+cap_t *store_entry_unlink_uncounted(cap_store_t *s, store_entry_t *e);
 /* Whether every Ref target `c` holds directly is a handle of store `s`. */
 bool store_cap_refs_owned(const cap_store_t *s, const cap_t *c);
 /* The handle as an entry of `s`, or NULL when it is NULL or foreign. */
@@ -230,20 +258,39 @@ static inline unsigned store_blob_shard(uint64_t mix)
 {
     return (unsigned)(mix >> (64u - STORE_SHARD_BITS));
 }
-/* The slot holding `h`, or NULL (shard lock held). */
-blob_slot_t *store_blob_find(store_shard_t *sh, const cap_hash_t *h, uint64_t mix);
+/* The index of `h` in the shard's table, or SIZE_MAX (shard lock held). */
+size_t store_blob_find(store_shard_t *sh, const cap_hash_t *h, uint64_t mix);
 /* Make room for `extra` more blobs (shard lock held). CAP_ENOMEM changes nothing. */
 int store_blob_reserve(const cap_store_t *s, store_shard_t *sh, size_t extra);
 /* Whether `extra` more blobs fit without growing (shard lock held). */
 bool store_blob_has_room(const store_shard_t *sh, size_t extra);
 /* Insert an absent key; room must have been reserved (shard lock held). Takes
- * over the caller's reference to `c`, which must be frozen. The blob is
- * dirty (made here, not yet written): what settle and puts publish. */
+ * over the caller's reference to `c`, which must be frozen and keyed `h`
+ * (store_keyed_ref). The blob is dirty (made here, not yet written): what
+ * settle and puts publish. */
 void store_blob_insert_new(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, uint64_t mix,
                            cap_t *c);
+/* Header counters of a batch of inserts, added once (store_blob_tally_add):
+ * a locked add per insert would wait for each insert's cache misses in
+ * turn instead of letting them overlap. */
+typedef struct store_blob_tally {
+    size_t count, bytes, dirty;
+} store_blob_tally_t;
+/* store_blob_insert_new without the header counters, which go to `tally`. */
+void store_blob_insert_tallied(cap_store_t *s, store_shard_t *sh, uint64_t mix, cap_t *c,
+                               store_blob_tally_t *tally);
+/* Add a batch's counters to the header (before the shard locks go). */
+void store_blob_tally_add(cap_store_t *s, const store_blob_tally_t *tally);
+/* Start the cache misses of inserting `mix` (its shard lock held). */
+void store_blob_prefetch(const cap_store_t *s, uint64_t mix);
 /* The same with explicit STORE_BLOB_* flags (a fetched blob is clean). */
 void store_blob_insert_flags(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, uint64_t mix,
                              cap_t *c, unsigned flags);
+/* Freeze `c` and give it key `h` (cap_claim_key); *out = a new reference
+ * to it. When it already carries another key (an unverified put with a
+ * wrong hash), *out is a new frozen copy keyed `h` instead. CAP_ENOMEM (the
+ * copy): nothing changed. May run under a shard lock (allocates only). */
+int store_keyed_ref(cap_t *c, const cap_hash_t *h, cap_t **out);
 /* Remove the blob in slot `i` (shard lock held); returns the store's
  * reference for the caller to release after unlocking. Later slots of the
  * probe run may move into `i`. */
