@@ -362,15 +362,13 @@ static int prepare_copies(settle_ctx_t *x)
     for (size_t i = 0; i < x->n; i++) {
         snode_t *nd = &x->nodes[i];
         fetch_ahead(x, i);
-        if (!nd->nkids && !nd->fresh && !nd->instance && cap_key_conflicts(nd->snap, &nd->hash)) {
-            /* Published under another hash (a wrong unverified put): the
-             * blob gets its own copy, keyed right. */
-            int rc = cap_copy(nd->snap, &nd->fresh);
-            if (rc)
-                return rc;
+        if (nd->fresh)
             continue;
-        }
-        if (!nd->nkids || nd->fresh || exclusive(nd))
+        /* A snapshot keyed by another hash (published under a wrong
+         * unverified hash, or keyed by a settle that then gave up) cannot
+         * be this blob: it gets its own copy, keyed right. */
+        bool keyed_elsewhere = !nd->instance && cap_key_conflicts(nd->snap, &nd->hash);
+        if (!keyed_elsewhere && (!nd->nkids || exclusive(nd)))
             continue;
         cap_t *copy;
         int rc = cap_copy(nd->snap, &copy);
@@ -431,6 +429,14 @@ static int commit(settle_ctx_t *x)
              * it needs a copy after all. */
             if (nd->nkids && !nd->fresh && !exclusive(nd))
                 again = true;
+            /* Key what will become a blob now, while a failure can still
+             * retry (with a copy): a key is set once, so the commit's
+             * claim cannot fail after this. Keying content that a rewrite
+             * in place only then produces is fine: a settle that gives up
+             * leaves a key that a later one sees as keyed_elsewhere. */
+            if (!again && !nd->instance &&
+                !cap_claim_key(nd->fresh ? nd->fresh : nd->snap, &nd->hash))
+                again = true;
         }
         for (unsigned b = 0; b < STORE_SHARDS && !again; b++)
             again = pending[b] && !store_blob_has_room(store_shard(s, b), pending[b]);
@@ -483,10 +489,8 @@ static int commit(settle_ctx_t *x)
         if (store_blob_find(bsh, &nd->hash, mix) == SIZE_MAX) {
             cap_t **src = nd->fresh ? &nd->fresh : &nd->snap;
             cap_freeze(*src);
-            /* prepare_copies gave a snapshot keyed otherwise a fresh copy;
-             * only a wrong unverified put racing this settle on the same
-             * cap can make the claim fail, and then the blob stays out. */
-            if (cap_claim_key(*src, &nd->hash)) {
+            /* Keyed `hash` under the locks above: this claim only checks. */
+            if (CAP_LIKELY(cap_claim_key(*src, &nd->hash))) {
                 store_blob_insert_tallied(s, bsh, mix, *src, &tally);
                 *src = (cap_t *)0;
             }
