@@ -396,8 +396,10 @@ static inline __attribute__((always_inline)) int probe_unlocked(store_shard_t *s
             /* A prefetch never faults, even if the cap is gone. The key
              * may run into the next line: fetch both at once. */
             const char *cp = (const char *)store_slot_cap(&t->slots[at]);
-            __builtin_prefetch(cp, 1);
-            __builtin_prefetch(cp + offsetof(struct cap, key) + sizeof(cap_hash_t) - 1, 0);
+            if (cp) { /* NULL if a deletion raced the probe */
+                __builtin_prefetch(cp, 1);
+                __builtin_prefetch(cp + offsetof(struct cap, key) + sizeof(cap_hash_t) - 1, 0);
+            }
             *tp = t;
             *ti = at;
             return PROBE_CANDIDATE;
