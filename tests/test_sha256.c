@@ -5,18 +5,10 @@
 #include "capstore/host.h"
 #include "capstore/sha256.h"
 #include "check.h"
+#include "test_rng.h"
 
-static uint64_t rng_state = 0x243f6a8885a308d3ull;
-
-static uint64_t rng_next(void)
-{
-    uint64_t x = rng_state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    rng_state = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
+static test_rng_t rng = {0x243f6a8885a308d3ull};
+static uint64_t rng_next(void) { return test_rng_next(&rng); }
 
 static void rng_fill(uint8_t *p, size_t n)
 {

@@ -10,20 +10,12 @@
 #include "capstore/sha256.h"
 #include "capstore/ssz.h"
 #include "check.h"
+#include "test_rng.h"
 
 /* Reference ------------------------------------------------------------------------- */
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rng_next(void)
-{
-    uint64_t x = rng_state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    rng_state = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
+static test_rng_t rng = {0x9e3779b97f4a7c15ull};
+static uint64_t rng_next(void) { return test_rng_next(&rng); }
 
 static uint64_t rng_below(uint64_t n) { return n ? rng_next() % n : 0; }
 

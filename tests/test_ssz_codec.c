@@ -5,18 +5,10 @@
 #include "capstore/host.h"
 #include "capstore/ssz.h"
 #include "check.h"
+#include "test_rng.h"
 
-static uint64_t rng_state = 0x6a09e667f3bcc909ull;
-
-static uint64_t rng_next(void)
-{
-    uint64_t x = rng_state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    rng_state = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
+static test_rng_t rng = {0x6a09e667f3bcc909ull};
+static uint64_t rng_next(void) { return test_rng_next(&rng); }
 
 static uint8_t *dup_exact(const uint8_t *p, size_t n)
 {

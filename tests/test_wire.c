@@ -14,22 +14,15 @@
 #include "cap/cap_internal.h"
 #include "capstore/capstore.h"
 #include "check.h"
+#include "test_rng.h"
 #include "test_alloc.h"
 
 static test_alloc_t ta;
 #define A (&ta.alloc)
 
 /* xorshift64* */
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void)
-{
-    uint64_t x = rng_state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    rng_state = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
+static test_rng_t rng = {0x9E3779B97F4A7C15ull};
+static uint64_t rnd(void) { return test_rng_next(&rng); }
 static uint64_t below(uint64_t n) { return n ? rnd() % n : 0; }
 static void rnd_bytes(uint8_t *p, size_t n)
 {
