@@ -189,14 +189,8 @@ int cap_store_edit_instance(cap_store_t *s, cap_ref_t *r, int (*edit)(cap_t *c, 
     }
     store_shard_t *sh = store_shard(s, store_entry_shard(e));
     for (;;) {
-        cap_t *c = (cap_t *)0;
         uint64_t version = 0;
-        store_lock(s, sh->lock);
-        if (e->linked) {
-            c = cap_retain(e->cap);
-            version = e->version;
-        }
-        store_unlock(s, sh->lock);
+        cap_t *c = store_entry_read(s, e, &version);
         if (!c) {
             set_missing(err, e->ref.id);
             return CAP_EINSTANCEMISSING;

@@ -149,15 +149,8 @@ static int add_node(settle_ctx_t *x, store_entry_t *e, cap_err_t *err)
     if (rc)
         return rc;
     cap_store_t *s = x->s;
-    store_shard_t *sh = store_shard(s, store_entry_shard(e));
-    cap_t *c = (cap_t *)0;
     uint64_t version = 0;
-    store_lock(s, sh->lock);
-    if (e->linked) {
-        c = cap_retain(e->cap);
-        version = e->version;
-    }
-    store_unlock(s, sh->lock);
+    cap_t *c = store_entry_read(s, e, &version);
     if (!c) {
         if (err) {
             cap_memset(err, 0, sizeof *err);

@@ -420,3 +420,16 @@ int cap_store_sweep_instances(cap_store_t *s, size_t *removed)
 {
     return cap_store_sweep_budget(s, SIZE_MAX, removed, (bool *)0);
 }
+
+cap_t *store_entry_read(cap_store_t *s, store_entry_t *e, uint64_t *version)
+{
+    store_shard_t *sh = store_shard(s, store_entry_shard(e));
+    cap_t *c = (cap_t *)0;
+    store_lock(s, sh->lock);
+    if (e->linked) {
+        c = cap_retain(e->cap);
+        *version = e->version;
+    }
+    store_unlock(s, sh->lock);
+    return c;
+}

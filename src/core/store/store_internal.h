@@ -247,6 +247,9 @@ cap_t *store_entry_unlink_uncounted(cap_store_t *s, store_entry_t *e);
 bool store_cap_refs_owned(const cap_store_t *s, const cap_t *c);
 /* The handle as an entry of `s`, or NULL when it is NULL or foreign. */
 store_entry_t *store_entry_of(const cap_store_t *s, cap_ref_t *r);
+/* A new reference to the entry's current cap and its version, read under
+ * the shard lock; NULL when the entry is gone. */
+cap_t *store_entry_read(cap_store_t *s, store_entry_t *e, uint64_t *version);
 
 /* blobs.c ----------------------------------------------------------------------------------- */
 
