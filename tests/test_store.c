@@ -9,6 +9,7 @@
 #include "capstore/host.h"
 #include "capstore/store.h"
 #include "check.h"
+#include "test_caps.h"
 #include "test_alloc.h"
 
 static test_alloc_t ta;
@@ -33,15 +34,6 @@ static cap_store_t *new_store(void)
     return s;
 }
 
-static cap_hash_t hash_of(unsigned v)
-{
-    cap_hash_t h;
-    memset(&h, 0, sizeof h);
-    for (int i = 0; i < 32; i++) h.bytes[i] = (uint8_t)(v * 131u + (unsigned)i * 7u + 1u);
-    memcpy(h.bytes, &v, sizeof v);
-    return h;
-}
-
 static cap_t *cnode(unsigned size_log)
 {
     cap_t *c = NULL;
@@ -49,24 +41,12 @@ static cap_t *cnode(unsigned size_log)
     return c;
 }
 
-static void set_hash(cap_t *c, uint32_t slot, const cap_hash_t *h)
-{
-    cap_target_t t = cap_target_of_hash(h);
-    CHECK_EQ_INT(cap_cnode_set(c, slot, &t), CAP_OK);
-}
-
-static void set_ref(cap_t *c, uint32_t slot, cap_ref_t *r)
-{
-    cap_target_t t = cap_target_of_ref(r);
-    CHECK_EQ_INT(cap_cnode_set(c, slot, &t), CAP_OK);
-}
-
 /* A cnode with one hash slot (distinct content per v). */
 static cap_t *leaf(unsigned v)
 {
     cap_t *c = cnode(4);
-    cap_hash_t h = hash_of(v);
-    set_hash(c, v % 16, &h);
+    cap_hash_t h = test_hash_of(v);
+    test_set_hash(c, v % 16, &h);
     return c;
 }
 
@@ -97,7 +77,7 @@ static void test_put_get_counts(void)
 {
     cap_store_t *s = new_store();
     cap_t *a = leaf(1), *b = leaf(2), *got = NULL;
-    cap_hash_t ha, hb, hx = hash_of(99);
+    cap_hash_t ha, hb, hx = test_hash_of(99);
     CHECK_EQ_INT(cap_store_blob_count(s), 0);
     CHECK_EQ_INT(cap_store_get_blob(s, &hx, &got), CAP_EBLOBMISSING);
     CHECK(got == NULL);
@@ -152,7 +132,7 @@ static void test_put_with_hash(void)
     cap_store_t *s = NULL;
     CHECK_EQ_INT(cap_store_new(&s, &o), CAP_OK);
     cap_t *a = leaf(7);
-    cap_hash_t h = hash_cap(a), wrong = hash_of(1234);
+    cap_hash_t h = hash_cap(a), wrong = test_hash_of(1234);
     CHECK_EQ_INT(cap_store_put_cap_with_hash(s, &wrong, a), CAP_EMISMATCH);
     CHECK_EQ_INT(cap_store_blob_count(s), 0);
     CHECK(!cap_is_frozen(a));
@@ -163,7 +143,7 @@ static void test_put_with_hash(void)
     cap_t *inner = leaf(8);
     cap_ref_t *r = put_inst(s, inner);
     cap_t *p = cnode(2);
-    set_ref(p, 0, r);
+    test_set_ref(p, 0, r);
     CHECK_EQ_INT(cap_store_put_cap_with_hash(s, &h, p), CAP_EUNSETTLED);
     CHECK_EQ_INT(cap_store_put_cap(s, p, NULL), CAP_EUNSETTLED);
     CHECK_EQ_INT(cap_store_blob_count(s), 1);
@@ -187,7 +167,7 @@ static void test_wrong_hash_then_true(void)
     cap_store_options_t o = opts();
     CHECK_EQ_INT(cap_store_new(&s2, &o), CAP_OK);
     cap_t *a = leaf(11), *got = NULL;
-    cap_hash_t h = hash_cap(a), wrong = hash_of(4321), h2;
+    cap_hash_t h = hash_cap(a), wrong = test_hash_of(4321), h2;
     CHECK_EQ_INT(cap_store_put_cap_with_hash(liar, &wrong, a), CAP_OK);
     CHECK(cap_store_contains_blob(liar, &wrong));
     CHECK_EQ_INT(cap_store_put_cap(s2, a, &h2), CAP_OK);
@@ -226,7 +206,7 @@ static void test_lazy_promote_shares(void)
 {
     cap_store_t *s = new_store();
     cap_t *a = leaf(3), *inst = NULL, *blob = NULL;
-    cap_hash_t h, hx = hash_of(4242);
+    cap_hash_t h, hx = test_hash_of(4242);
     cap_ref_t *r = NULL;
     CHECK_EQ_INT(cap_store_put_cap(s, a, &h), CAP_OK);
     CHECK_EQ_INT(cap_store_promote_blob_to_instance(s, &hx, &r), CAP_EBLOBMISSING);
@@ -243,8 +223,8 @@ static void test_lazy_promote_shares(void)
     CHECK_EQ_INT(cap_make_mut(&m), CAP_OK);
     CHECK(m != a);
     CHECK(cap_is_writable(m));
-    cap_hash_t nh = hash_of(77);
-    set_hash(m, 15, &nh);
+    cap_hash_t nh = test_hash_of(77);
+    test_set_hash(m, 15, &nh);
     CHECK_EQ_INT(cap_store_set_instance(s, r, m, NULL), CAP_OK);
     /* The blob is untouched. */
     CHECK_MEM(hash_cap(a).bytes, h.bytes, 32);
@@ -335,11 +315,11 @@ static cap_ref_t *build_chain(cap_store_t *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         cap_t *c = cnode(2);
         if (next) {
-            set_ref(c, 0, next);
+            test_set_ref(c, 0, next);
             cap_ref_release(next);
         } else {
-            cap_hash_t h = hash_of(4321);
-            set_hash(c, 1, &h);
+            cap_hash_t h = test_hash_of(4321);
+            test_set_hash(c, 1, &h);
         }
         next = put_inst(s, c);
         cap_release(c);
@@ -373,18 +353,18 @@ static void test_sweep_cascades(void)
         for (int j = 0; j < 4; j++) {
             cap_t *g = leaf((unsigned)(10 * i + j));
             cap_ref_t *gr = put_inst(s, g);
-            set_ref(k, (uint32_t)j, gr);
+            test_set_ref(k, (uint32_t)j, gr);
             cap_ref_release(gr);
             cap_release(g);
         }
-        set_ref(k, 7, shared);
+        test_set_ref(k, 7, shared);
         kids[i] = put_inst(s, k);
         cap_release(k);
     }
     cap_ref_release(shared);
     cap_t *root = cnode(2);
     for (int i = 0; i < 4; i++) {
-        set_ref(root, (uint32_t)i, kids[i]);
+        test_set_ref(root, (uint32_t)i, kids[i]);
         cap_ref_release(kids[i]);
     }
     cap_ref_t *rr = put_inst(s, root);
@@ -434,27 +414,27 @@ static void test_settle_bottom_up(void)
     cap_hash_t lf_h = hash_cap(lf);
     cap_ref_t *lr = put_inst(s, lf);
     cap_t *mid = cnode(3);
-    set_ref(mid, 2, lr);
-    cap_hash_t x = hash_of(5);
-    set_hash(mid, 5, &x);
+    test_set_ref(mid, 2, lr);
+    cap_hash_t x = test_hash_of(5);
+    test_set_hash(mid, 5, &x);
     cap_ref_t *mr = put_inst(s, mid);
     cap_t *data = NULL;
     CHECK_EQ_INT(cap_data_new_inline(&data, &ta.alloc, 64, "hello", 5), CAP_OK);
     cap_hash_t data_h = hash_cap(data);
     cap_ref_t *dr = put_inst(s, data);
     cap_t *root = cnode(2);
-    set_ref(root, 0, mr);
-    set_ref(root, 3, dr);
+    test_set_ref(root, 0, mr);
+    test_set_ref(root, 3, dr);
     cap_ref_t *rr = put_inst(s, root);
 
     /* The expected hashes, built by hand. */
     cap_t *mid2 = cnode(3);
-    set_hash(mid2, 2, &lf_h);
-    set_hash(mid2, 5, &x);
+    test_set_hash(mid2, 2, &lf_h);
+    test_set_hash(mid2, 5, &x);
     cap_hash_t mid_h = hash_cap(mid2);
     cap_t *root2 = cnode(2);
-    set_hash(root2, 0, &mid_h);
-    set_hash(root2, 3, &data_h);
+    test_set_hash(root2, 0, &mid_h);
+    test_set_hash(root2, 3, &data_h);
     cap_hash_t root_h = hash_cap(root2);
 
     cap_hash_t got;
@@ -578,25 +558,25 @@ static void test_settle_dag(void)
     cap_hash_t c_h = hash_cap(c);
     cap_ref_t *cr = put_inst(s, c);
     cap_t *p1 = cnode(2), *p2 = cnode(2);
-    set_ref(p1, 0, cr);
-    set_ref(p2, 1, cr);
-    set_ref(p2, 3, cr); /* twice in one parent too */
+    test_set_ref(p1, 0, cr);
+    test_set_ref(p2, 1, cr);
+    test_set_ref(p2, 3, cr); /* twice in one parent too */
     cap_ref_t *r1 = put_inst(s, p1), *r2 = put_inst(s, p2);
     cap_t *root = cnode(1);
-    set_ref(root, 0, r1);
-    set_ref(root, 1, r2);
+    test_set_ref(root, 0, r1);
+    test_set_ref(root, 1, r2);
     cap_ref_t *rr = put_inst(s, root);
     cap_ref_release(cr);
     cap_ref_release(r1);
     cap_ref_release(r2);
 
     cap_t *e1 = cnode(2), *e2 = cnode(2), *er = cnode(1);
-    set_hash(e1, 0, &c_h);
-    set_hash(e2, 1, &c_h);
-    set_hash(e2, 3, &c_h);
+    test_set_hash(e1, 0, &c_h);
+    test_set_hash(e2, 1, &c_h);
+    test_set_hash(e2, 3, &c_h);
     cap_hash_t h1 = hash_cap(e1), h2 = hash_cap(e2);
-    set_hash(er, 0, &h1);
-    set_hash(er, 1, &h2);
+    test_set_hash(er, 0, &h1);
+    test_set_hash(er, 1, &h2);
     cap_hash_t hr = hash_cap(er);
 
     cap_hash_t got;
@@ -625,16 +605,16 @@ static void test_settle_cycle(void)
     cap_t *a = cnode(1), *b = cnode(1);
     cap_ref_t *ra = put_inst(s, a), *rb = put_inst(s, b);
     cap_t *a2 = cnode(1), *b2 = cnode(1);
-    cap_hash_t x = hash_of(1);
-    set_hash(a2, 1, &x);
-    set_ref(a2, 0, rb);
-    set_ref(b2, 0, ra);
+    cap_hash_t x = test_hash_of(1);
+    test_set_hash(a2, 1, &x);
+    test_set_ref(a2, 0, rb);
+    test_set_ref(b2, 0, ra);
     CHECK_EQ_INT(cap_store_set_instance(s, ra, a2, NULL), CAP_OK);
     CHECK_EQ_INT(cap_store_set_instance(s, rb, b2, NULL), CAP_OK);
     /* Unrelated blob to see that nothing moves. */
     cap_t *other = leaf(2);
     CHECK_EQ_INT(cap_store_put_cap(s, other, NULL), CAP_OK);
-    cap_hash_t got = hash_of(5), before = got;
+    cap_hash_t got = test_hash_of(5), before = got;
     cap_target_t t = cap_target_of_ref(ra);
     CHECK_EQ_INT(cap_store_settle(s, &t, &got, NULL), CAP_ECYCLE);
     CHECK_MEM(got.bytes, before.bytes, 32);
@@ -650,7 +630,7 @@ static void test_settle_cycle(void)
     cap_t *self = cnode(0);
     cap_ref_t *rs = put_inst(s, self);
     cap_t *self2 = cnode(0);
-    set_ref(self2, 0, rs);
+    test_set_ref(self2, 0, rs);
     CHECK_EQ_INT(cap_store_set_instance(s, rs, self2, NULL), CAP_OK);
     t = cap_target_of_ref(rs);
     CHECK_EQ_INT(cap_store_settle(s, &t, &got, NULL), CAP_ECYCLE);
@@ -703,7 +683,7 @@ static void test_release_after_free(void)
     cap_t *c = leaf(1);
     cap_ref_t *r = put_inst(s, c), *r2 = put_inst(s, c);
     cap_t *holder = cnode(1);
-    set_ref(holder, 0, r2);
+    test_set_ref(holder, 0, r2);
     cap_ref_release(r2);
     cap_ref_t *dead = put_inst(s, c);
     cap_ref_release(dead); /* dead, unswept at close */
@@ -740,7 +720,7 @@ static void test_in_place_lazy(void)
     test_alloc_fail_at(&ta, 0);
     CHECK_EQ_INT(cap_store_init_in_place(&st, &o, &s), CAP_OK);
     CHECK((void *)s == (void *)&st);
-    cap_hash_t h = hash_of(3);
+    cap_hash_t h = test_hash_of(3);
     cap_t *got = NULL;
     cap_blob_entry_t *e = NULL;
     size_t n = 7, removed = 7;
@@ -819,7 +799,7 @@ static void test_foreign_handles(void)
     cap_t *c = leaf(1), *got = (cap_t *)1;
     cap_ref_t *r1 = put_inst(s1, c), *r2 = put_inst(s2, c), *x = NULL;
     cap_t *holds2 = cnode(1);
-    set_ref(holds2, 0, r2);
+    test_set_ref(holds2, 0, r2);
     cap_target_t t2 = cap_target_of_ref(r2);
     cap_t *inst2 = NULL;
     CHECK_EQ_INT(cap_instance_new(&inst2, &ta.alloc, &t2), CAP_OK);
@@ -884,7 +864,7 @@ static void test_edit_instance(void)
     cap_t *orig = c;
     cap_ref_t *r = put_inst(s, c);
     cap_release(c); /* the store holds the only reference now */
-    cap_hash_t h = hash_of(66);
+    cap_hash_t h = test_hash_of(66);
     /* An abandoned edit changes nothing, even on a cap only the store holds. */
     CHECK_EQ_INT(cap_store_edit_instance(s, r, edit_then_fail, &h, NULL), CAP_EIMAGE);
     cap_t *got = NULL;
@@ -900,7 +880,7 @@ static void test_edit_instance(void)
     CHECK(t.kind == CAP_TARGET_HASH && memcmp(t.hash.bytes, h.bytes, 32) == 0);
     /* While we hold it, our reference is never changed under us. */
     cap_hash_t before = hash_cap(got);
-    cap_hash_t h2 = hash_of(67);
+    cap_hash_t h2 = test_hash_of(67);
     CHECK_EQ_INT(cap_store_edit_instance(s, r, edit_set_slot, &h2, NULL), CAP_OK);
     CHECK_MEM(hash_cap(got).bytes, before.bytes, 32);
     cap_t *now = NULL;

@@ -10,6 +10,7 @@
 #include "capstore/host.h"
 #include "capstore/store.h"
 #include "check.h"
+#include "test_caps.h"
 #include "test_alloc.h"
 
 static test_alloc_t ta;
@@ -41,33 +42,12 @@ typedef struct fingerprint {
     uint32_t refs[MAXC];
 } fingerprint_t;
 
-static cap_hash_t hash_of(unsigned v)
-{
-    cap_hash_t h;
-    for (int i = 0; i < 32; i++) h.bytes[i] = (uint8_t)(v * 53u + (unsigned)i * 3u + 1u);
-    memcpy(h.bytes, &v, sizeof v); /* distinct for every v */
-    return h;
-}
-
 static cap_t *cn(world_t *w, unsigned size_log, int watch)
 {
     cap_t *c = NULL;
     CHECK_EQ_INT(cap_cnode_new(&c, &ta.alloc, size_log), CAP_OK);
     if (watch) w->caps[w->nc++] = c;
     return c;
-}
-
-static void set_h(cap_t *c, uint32_t slot, unsigned v)
-{
-    cap_hash_t h = hash_of(v);
-    cap_target_t t = cap_target_of_hash(&h);
-    CHECK_EQ_INT(cap_cnode_set(c, slot, &t), CAP_OK);
-}
-
-static void set_r(cap_t *c, uint32_t slot, cap_ref_t *r)
-{
-    cap_target_t t = cap_target_of_ref(r);
-    CHECK_EQ_INT(cap_cnode_set(c, slot, &t), CAP_OK);
 }
 
 /* Put c as an instance; keep the handle if asked, and drop our cap unless watched. */
@@ -92,40 +72,40 @@ static void world_init(world_t *w, int fresh)
     CHECK_EQ_INT(cap_store_init_in_place(&w->storage, &o, &w->s), CAP_OK);
     w->fresh = fresh;
     w->spare = cn(w, 3, 1);
-    set_h(w->spare, 5, 500);
+    test_set_hash_of(w->spare, 5, 500);
     if (fresh) return;
 
     cap_t *b = cn(w, 3, 1);
-    set_h(b, 1, 1);
+    test_set_hash_of(b, 1, 1);
     CHECK_EQ_INT(cap_store_put_cap(w->s, b, &w->b1), CAP_OK);
 
     /* Settle graph: root -> {mid -> leaf, data, inst -> leaf2, shared}, mid -> shared. */
     cap_t *leaf = cn(w, 2, 0);
-    set_h(leaf, 0, 10);
+    test_set_hash_of(leaf, 0, 10);
     cap_ref_t *lr = put(w, leaf, 0, 0);
     cap_t *sh = cn(w, 2, 0);
-    set_h(sh, 3, 11);
+    test_set_hash_of(sh, 3, 11);
     cap_ref_t *shr = put(w, sh, 0, 0);
     cap_t *mid = cn(w, 3, 1);
-    set_r(mid, 0, lr);
-    set_r(mid, 7, shr);
+    test_set_ref(mid, 0, lr);
+    test_set_ref(mid, 7, shr);
     cap_ref_t *mr = put(w, mid, 1, 1);
     cap_t *data = NULL;
     CHECK_EQ_INT(cap_data_new_inline(&data, &ta.alloc, 32, "0123456789abcdef0123456789abcdefXYZ", 35),
                  CAP_OK);
     cap_ref_t *dr = put(w, data, 0, 0);
     cap_t *leaf2 = cn(w, 1, 0);
-    set_h(leaf2, 1, 12);
+    test_set_hash_of(leaf2, 1, 12);
     cap_ref_t *l2r = put(w, leaf2, 0, 0);
     cap_target_t t = cap_target_of_ref(l2r);
     cap_t *inst = NULL;
     CHECK_EQ_INT(cap_instance_new(&inst, &ta.alloc, &t), CAP_OK);
     w->inst_root = put(w, inst, 1, 0);
     cap_t *root = cn(w, 4, 0);
-    set_r(root, 0, mr);
-    set_r(root, 1, dr);
-    set_r(root, 2, w->inst_root);
-    set_r(root, 3, shr);
+    test_set_ref(root, 0, mr);
+    test_set_ref(root, 1, dr);
+    test_set_ref(root, 2, w->inst_root);
+    test_set_ref(root, 3, shr);
     w->root = put(w, root, 1, 0);
     cap_ref_release(lr);
     cap_ref_release(shr);
@@ -134,7 +114,7 @@ static void world_init(world_t *w, int fresh)
 
     /* An entry whose cap the caller also holds (edits copy) and one only the store holds. */
     cap_t *e = cn(w, 2, 1);
-    set_h(e, 2, 20);
+    test_set_hash_of(e, 2, 20);
     w->shared_edit = put(w, e, 1, 1);
     w->lonely = put(w, cn(w, 2, 0), 1, 0);
 
@@ -142,9 +122,9 @@ static void world_init(world_t *w, int fresh)
     cap_ref_t *next = NULL;
     for (unsigned i = 0; i < 300; i++) {
         cap_t *c = cn(w, 1, 0);
-        set_h(c, 1, 1000 + i);
+        test_set_hash_of(c, 1, 1000 + i);
         if (next) {
-            set_r(c, 0, next);
+            test_set_ref(c, 0, next);
             cap_ref_release(next);
         }
         next = put(w, c, 0, 0);
@@ -157,7 +137,7 @@ static void world_init(world_t *w, int fresh)
     for (unsigned i = 0; i < 10; i++) {
         cap_t *c = cn(w, 1, 0);
         if (next) {
-            set_r(c, 0, next);
+            test_set_ref(c, 0, next);
             cap_ref_release(next);
         }
         next = put(w, c, 0, 0);
@@ -257,7 +237,7 @@ static int op_set_instance(world_t *w)
 static int edit_slot(cap_t *c, void *arg)
 {
     (void)arg;
-    cap_hash_t h = hash_of(321);
+    cap_hash_t h = test_hash_of(321);
     cap_target_t t = cap_target_of_hash(&h);
     return cap_cnode_set(c, 0, &t);
 }
@@ -361,7 +341,7 @@ static void test_put_growth(void)
     int enomem = 0, ok = 1;
     for (unsigned i = 0; i < 3000 && ok; i++) {
         cap_t *c = cn(&w, 4, 0);
-        set_h(c, i % 16, 5000 + i);
+        test_set_hash_of(c, i % 16, 5000 + i);
         size_t count = cap_store_blob_count(w.s);
         test_alloc_fail_at(&ta, 1);
         int rc = cap_store_put_cap(w.s, c, NULL);

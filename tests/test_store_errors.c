@@ -8,6 +8,7 @@
 #include "capstore/host.h"
 #include "capstore/store.h"
 #include "check.h"
+#include "test_caps.h"
 #include "test_alloc.h"
 
 static test_alloc_t ta;
@@ -39,14 +40,6 @@ typedef struct fingerprint {
     int frozen[MAXC];
 } fingerprint_t;
 
-static cap_hash_t hash_of(unsigned v)
-{
-    cap_hash_t h;
-    for (int i = 0; i < 32; i++) h.bytes[i] = (uint8_t)(v * 37u + (unsigned)i + 1u);
-    memcpy(h.bytes, &v, sizeof v); /* distinct for every v */
-    return h;
-}
-
 static cap_t *watch(fixture_t *f, cap_t *c)
 {
     f->caps[f->nc++] = c;
@@ -66,19 +59,6 @@ static cap_t *cnode_with(fixture_t *f, unsigned size_log)
     return watch(f, c);
 }
 
-static void set_h(cap_t *c, uint32_t slot, unsigned v)
-{
-    cap_hash_t h = hash_of(v);
-    cap_target_t t = cap_target_of_hash(&h);
-    CHECK_EQ_INT(cap_cnode_set(c, slot, &t), CAP_OK);
-}
-
-static void set_r(cap_t *c, uint32_t slot, cap_ref_t *r)
-{
-    cap_target_t t = cap_target_of_ref(r);
-    CHECK_EQ_INT(cap_cnode_set(c, slot, &t), CAP_OK);
-}
-
 static cap_ref_t *put(fixture_t *f, cap_t *c)
 {
     cap_ref_t *r = NULL;
@@ -96,24 +76,24 @@ static void fixture_init(fixture_t *f)
     CHECK_EQ_INT(cap_store_new(&f->other, &o), CAP_OK);
 
     cap_t *b1 = cnode_with(f, 3), *b2 = cnode_with(f, 3);
-    set_h(b1, 1, 1);
-    set_h(b2, 2, 2);
+    test_set_hash_of(b1, 1, 1);
+    test_set_hash_of(b2, 2, 2);
     CHECK_EQ_INT(cap_store_put_cap(f->s, b1, &f->b1), CAP_OK);
     CHECK_EQ_INT(cap_store_put_cap(f->s, b2, &f->b2), CAP_OK);
 
     cap_t *child = cnode_with(f, 2);
-    set_h(child, 0, 3);
+    test_set_hash_of(child, 0, 3);
     f->chain_child = put(f, child);
     cap_t *root = cnode_with(f, 2);
-    set_r(root, 1, f->chain_child);
+    test_set_ref(root, 1, f->chain_child);
     f->chain_root = put(f, root);
 
     cap_t *a = cnode_with(f, 1), *b = cnode_with(f, 1);
     f->cyc_a = put(f, a);
     f->cyc_b = put(f, b);
     cap_t *a2 = cnode_with(f, 1), *b2c = cnode_with(f, 1);
-    set_r(a2, 0, f->cyc_b);
-    set_r(b2c, 0, f->cyc_a);
+    test_set_ref(a2, 0, f->cyc_b);
+    test_set_ref(b2c, 0, f->cyc_a);
     CHECK_EQ_INT(cap_store_set_instance(f->s, f->cyc_a, a2, NULL), CAP_OK);
     CHECK_EQ_INT(cap_store_set_instance(f->s, f->cyc_b, b2c, NULL), CAP_OK);
 
@@ -121,17 +101,17 @@ static void fixture_init(fixture_t *f)
     cap_t *x = cnode_with(f, 1), *y = cnode_with(f, 1);
     cap_ref_t *xr = put(f, x), *yr = put(f, y);
     cap_t *x2 = cnode_with(f, 1), *y2 = cnode_with(f, 1);
-    set_r(x2, 0, yr);
-    set_r(y2, 0, xr);
+    test_set_ref(x2, 0, yr);
+    test_set_ref(y2, 0, xr);
     CHECK_EQ_INT(cap_store_set_instance(f->s, xr, x2, NULL), CAP_OK);
     CHECK_EQ_INT(cap_store_set_instance(f->s, yr, y2, NULL), CAP_OK);
     cap_t *dr = cnode_with(f, 1);
-    set_h(dr, 1, 9);
-    set_r(dr, 0, xr);
+    test_set_hash_of(dr, 1, 9);
+    test_set_ref(dr, 0, xr);
     f->deep_root = put(f, dr);
 
     cap_t *g = cnode_with(f, 1);
-    set_h(g, 0, 4);
+    test_set_hash_of(g, 0, 4);
     f->graduated = put(f, g);
     cap_target_t t = cap_target_of_ref(f->graduated);
     cap_hash_t gh;
@@ -142,11 +122,11 @@ static void fixture_init(fixture_t *f)
 
     /* `dangling` holds a Ref to `gone_child`, which another settle graduated. */
     cap_t *gc = cnode_with(f, 1);
-    set_h(gc, 1, 5);
+    test_set_hash_of(gc, 1, 5);
     f->gone_child = put(f, gc);
     cap_t *p1 = cnode_with(f, 1), *p2 = cnode_with(f, 2);
-    set_r(p1, 0, f->gone_child);
-    set_r(p2, 0, f->gone_child);
+    test_set_ref(p1, 0, f->gone_child);
+    test_set_ref(p2, 0, f->gone_child);
     f->dangling = put(f, p1);
     cap_ref_t *p2r = put(f, p2);
     t = cap_target_of_ref(p2r);
@@ -254,7 +234,7 @@ static void same(const fixture_t *f, fingerprint_t *before, const char *what, in
 static int edit_fail_after_change(cap_t *c, void *arg)
 {
     (void)arg;
-    cap_hash_t h = hash_of(77);
+    cap_hash_t h = test_hash_of(77);
     cap_target_t t = cap_target_of_hash(&h);
     if (cap_cnode_set(c, 0, &t) != CAP_OK) return CAP_EIMAGE;
     return CAP_EIMAGE; /* abandon after changing the copy */
@@ -263,7 +243,7 @@ static int edit_fail_after_change(cap_t *c, void *arg)
 static int edit_out_of_range(cap_t *c, void *arg)
 {
     (void)arg;
-    cap_hash_t h = hash_of(78);
+    cap_hash_t h = test_hash_of(78);
     cap_target_t t = cap_target_of_hash(&h);
     return cap_cnode_set(c, 1000, &t); /* CAP_ESLOTRANGE, changes nothing */
 }
@@ -282,7 +262,7 @@ static void test_errors(void)
     cap_store_t *s = f.s;
     cap_err_t err;
     cap_t *out = (cap_t *)1;
-    cap_hash_t h, missing = hash_of(999);
+    cap_hash_t h, missing = test_hash_of(999);
     cap_ref_t *r = (cap_ref_t *)1;
     cap_target_t t;
 
@@ -298,17 +278,17 @@ static void test_errors(void)
 
     /* Puts */
     cap_t *with_ref = cnode_with(&f, 2);
-    set_r(with_ref, 0, f.chain_child);
+    test_set_ref(with_ref, 0, f.chain_child);
     EXPECT_UNCHANGED(&f, &fp, cap_store_put_cap(s, with_ref, &h), CAP_EUNSETTLED);
     EXPECT_UNCHANGED(&f, &fp, cap_store_put_cap_with_hash(s, &f.b1, with_ref), CAP_EUNSETTLED);
     cap_t *plain = cnode_with(&f, 2);
-    set_h(plain, 3, 50);
+    test_set_hash_of(plain, 3, 50);
     EXPECT_UNCHANGED(&f, &fp, cap_store_put_cap_with_hash(s, &missing, plain), CAP_EMISMATCH);
     CHECK(!cap_is_frozen(plain));
     EXPECT_UNCHANGED(&f, &fp, cap_store_put_cap_with_hash(s, &f.b1, plain), CAP_EMISMATCH);
     EXPECT_UNCHANGED(&f, &fp, cap_store_put_cap(s, NULL, &h), CAP_EINVAL);
     cap_t *holds_foreign = cnode_with(&f, 1);
-    set_r(holds_foreign, 1, f.foreign);
+    test_set_ref(holds_foreign, 1, f.foreign);
     EXPECT_UNCHANGED(&f, &fp, cap_store_put_instance(s, holds_foreign, &r), CAP_EINVAL);
     CHECK(r == NULL);
     EXPECT_UNCHANGED(&f, &fp, cap_store_put_instance(s, NULL, &r), CAP_EINVAL);
