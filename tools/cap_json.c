@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cap_json.h"
+#include "cli.h"
 
 /* ===================================================================================== */
 /* cap -> JSON                                                                            */
@@ -238,24 +239,12 @@ static int from_image(const cap_t *c, json_t *o)
     return CAP_OK;
 }
 
-static const char *kind_name(cap_kind_t k)
-{
-    switch (k) {
-    case CAP_KIND_INSTANCE: return "instance";
-    case CAP_KIND_IMAGE: return "image";
-    case CAP_KIND_DATA: return "data";
-    case CAP_KIND_CNODE: return "cnode";
-    case CAP_KIND_TYPE: return "type";
-    }
-    return NULL;
-}
-
 int capjson_from_cap(const cap_t *c, json_t **out)
 {
     *out = NULL;
     if (!c) return CAP_EINVAL;
-    const char *name = kind_name(cap_kind(c));
-    if (!name) return CAP_EINVAL;
+    if (cap_kind(c) > CAP_KIND_TYPE) return CAP_EINVAL;
+    const char *name = cli_kind_name(cap_kind(c));
     json_t *o = json_object();
     if (!o) return CAP_ENOMEM;
     int rc = j_put(o, "kind", json_string(name)) ? CAP_OK : CAP_ENOMEM;
