@@ -8,7 +8,11 @@
  *     from several threads at once, then a check that every blob put is in
  *     the backend and comes back with the right hash;
  *   - the lock-free probe: pinned blobs never look absent to contains_blob
- *     while tables grow and trims delete around them.
+ *     while tables grow and trims delete around them;
+ *   - lock-free hits against trim: lookups take references to the very
+ *     blobs trims are dropping, and each must come back with the right hash
+ *     (test_store_readers_mt checks deterministically that trim waits for
+ *     the lookups in flight).
  * Each part runs with the pthread hooks and with the built-in spin lock. */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -429,6 +433,80 @@ static void test_probe_during_changes(void)
     cap_backend_free(mb);
 }
 
+/* Lock-free hits against trim ---------------------------------------------------------------------- */
+
+#define HIT_BLOBS 64
+#define HIT_ROUNDS 3000
+
+typedef struct hit_shared {
+    cap_store_t *s;
+    cap_hash_t hashes[HIT_BLOBS];
+    _Atomic int stop;
+    _Atomic long hits, bad;
+} hit_shared_t;
+
+static void *hitter(void *p)
+{
+    hit_shared_t *m = p;
+    test_rng_t rng = {(uint64_t)(uintptr_t)&rng | 1u};
+    long n = 0, bad = 0;
+    while (!atomic_load(&m->stop)) {
+        const cap_hash_t *h = &m->hashes[test_rng_below(&rng, HIT_BLOBS)];
+        cap_t *c = NULL;
+        cap_hash_t got;
+        if (cap_store_get_blob(m->s, h, &c) != CAP_OK || cap_hash(c, &got) != CAP_OK ||
+            memcmp(got.bytes, h->bytes, 32) != 0)
+            bad++;
+        cap_release(c);
+        n++;
+    }
+    atomic_fetch_add(&m->hits, n);
+    atomic_fetch_add(&m->bad, bad);
+    return NULL;
+}
+
+/* Trims down to nothing, over and over: every blob not referenced at that
+ * moment leaves memory (and comes back through the backend on the next
+ * lookup). */
+static void *trimmer(void *p)
+{
+    hit_shared_t *m = p;
+    for (int round = 0; round < HIT_ROUNDS; round++) {
+        size_t d;
+        expect_ok(cap_store_trim(m->s, &d), "trim");
+    }
+    atomic_store(&m->stop, 1);
+    return NULL;
+}
+
+static void test_hits_during_trim(void)
+{
+    cap_backend_t *mb = NULL;
+    CHECK_EQ_INT(cap_mem_backend_new(NULL, &mb), CAP_OK);
+    static hit_shared_t m;
+    memset(&m, 0, sizeof m);
+    m.s = new_store();
+    CHECK_EQ_INT(cap_store_add_backend(m.s, mb, NULL), CAP_OK);
+    test_rng_t rng = {0xB10Bull};
+    for (int i = 0; i < HIT_BLOBS; i++) {
+        cap_t *c = make_cnode(&rng, 4);
+        CHECK_EQ_INT(cap_store_put_cap(m.s, c, &m.hashes[i]), CAP_OK);
+        cap_release(c);
+    }
+    size_t w;
+    CHECK_EQ_INT(cap_store_flush(m.s, &w, NULL), CAP_OK);
+    cap_store_set_budget(m.s, 1); /* every trim drops all it may */
+    pthread_t hs[2], tr;
+    for (int i = 0; i < 2; i++) CHECK_EQ_INT(pthread_create(&hs[i], NULL, hitter, &m), 0);
+    CHECK_EQ_INT(pthread_create(&tr, NULL, trimmer, &m), 0);
+    pthread_join(tr, NULL);
+    for (int i = 0; i < 2; i++) pthread_join(hs[i], NULL);
+    CHECK_EQ_INT(atomic_load(&m.bad), 0);
+    CHECK(atomic_load(&m.hits) > 0);
+    cap_store_free(m.s);
+    cap_backend_free(mb);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -437,6 +515,7 @@ int main(int argc, char **argv)
         test_single_flight();
         test_mixed();
         test_probe_during_changes();
+        test_hits_during_trim();
     }
     CHECK_EQ_INT(atomic_load(&thread_failures), 0);
     return check_done("test_store_backend_mt");

@@ -5,7 +5,8 @@
  *
  * Thread safety: every function may be called from many threads on one
  * store. No store lock is held while a cap is freed (freeing cascades into
- * handle releases).
+ * handle releases). A blob lookup that hits takes no lock; a trim that drops
+ * blobs spins until the lookups in flight are done before it releases them.
  *
  * Handles: put_instance and promote return a new handle reference
  * (cap_ref_t). The store keeps its own reference for as long as the entry

@@ -41,6 +41,9 @@ struct cap_ref {
  * KEY_BUSY claims the write, KEY_SET publishes it with release). */
 #define CAP_FLAG_KEY_BUSY 2u
 #define CAP_FLAG_KEY_SET 4u
+/* Looked up without a lock since a store's trim last cleared it: the CLOCK
+ * bit of lock-free hits (a heuristic; stores sharing the cap share it). */
+#define CAP_FLAG_USED 8u
 
 /* A target as stored inside a cap: the hash or a retained handle. */
 typedef struct cap_slot_target {

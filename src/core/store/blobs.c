@@ -53,10 +53,11 @@ static uint64_t slot_mix(const blob_slot_t *b)
     return atomic_load_explicit((_Atomic uint64_t *)&b->mix, memory_order_relaxed);
 }
 
+/* Release: a lock-free hit reads the cap's key through this pointer. */
 static void slot_set(blob_slot_t *b, uint64_t mix, cap_t *c)
 {
     atomic_store_explicit(&b->mix, mix, memory_order_relaxed);
-    atomic_store_explicit(&b->cap, c, memory_order_relaxed);
+    atomic_store_explicit(&b->cap, c, memory_order_release);
 }
 
 /* Four tags at a time: the high bit of every 16-bit lane of `w` equal to
@@ -111,6 +112,14 @@ static inline unsigned low_lane(uint64_t m)
 static inline bool key_is(const blob_slot_t *b, const cap_hash_t *h)
 {
     return cap_memcmp(store_slot_cap(b)->key.bytes, h->bytes, 32) == 0;
+}
+
+/* A slot's cap for a lock-free hit: NULL if the slot is empty or its key is
+ * not `h` (seq_cst, see readers.c). */
+static inline cap_t *cap_if_key(const blob_slot_t *b, const cap_hash_t *h)
+{
+    cap_t *c = atomic_load_explicit((_Atomic(cap_t *) *)&b->cap, memory_order_seq_cst);
+    return c && cap_memcmp(c->key.bytes, h->bytes, 32) == 0 ? c : (cap_t *)0;
 }
 
 /* Index of `h` in `t`, or SIZE_MAX (shard lock held). */
@@ -411,6 +420,48 @@ static inline __attribute__((always_inline)) int probe_unlocked(store_shard_t *s
     return PROBE_ABSENT;
 }
 
+/* A lookup without the shard lock. PROBE_CANDIDATE: *out = a new reference
+ * to the blob; PROBE_ABSENT: a linearizable miss (no deletion overlapped the
+ * probe); PROBE_UNSURE: ask under the lock. Tables are never freed while the
+ * store is open, so the tags and mixes are read freely; only the step from a
+ * slot to its cap runs in a read section (readers.c), which keeps trim from
+ * freeing the cap before the reference is taken, and a miss, which matches
+ * no mix, enters none. The home slot is fetched while the tags are read, so
+ * a hit waits for one line of the table, not two. */
+static inline __attribute__((always_inline)) int hit_lockfree(cap_store_t *s, store_shard_t *sh,
+                                                               const cap_hash_t *h, uint64_t mix,
+                                                               cap_t **out)
+{
+    uint32_t v = atomic_load_explicit(&sh->seq, memory_order_acquire);
+    if (CAP_UNLIKELY(v & 1u))
+        return PROBE_UNSURE;
+    blob_table_t *t = atomic_load_explicit(&sh->table, memory_order_acquire);
+    if (t) {
+        size_t at;
+        __builtin_prefetch(&t->slots[slot_index(mix, t->log)]);
+        PROBE_TAGS(t, mix, at, slot_mix(&t->slots[i]) == mix);
+        if (at != SIZE_MAX) {
+            /* The table must still be current once inside the section: a
+             * retired table's slots may point at caps trimmed since. */
+            _Atomic uint32_t *rd = store_read_enter(s);
+            cap_t *c = (cap_t *)0;
+            if (atomic_load_explicit(&sh->table, memory_order_seq_cst) == t)
+                c = cap_if_key(&t->slots[at], h);
+            if (c) {
+                *out = cap_retain(c);
+                if (!(atomic_load_explicit(&c->flags, memory_order_relaxed) & CAP_FLAG_USED))
+                    atomic_fetch_or_explicit(&c->flags, (uint8_t)CAP_FLAG_USED, memory_order_relaxed);
+            }
+            store_read_exit(rd);
+            return c ? PROBE_CANDIDATE : PROBE_UNSURE;
+        }
+    }
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&sh->seq, memory_order_relaxed) != v)
+        return PROBE_UNSURE;
+    return PROBE_ABSENT;
+}
+
 /* The index of `h` with the shard lock held, checking the lock-free probe's
  * candidate first (usually it is the one). */
 static inline __attribute__((always_inline)) size_t find_locked(store_shard_t *sh,
@@ -437,6 +488,11 @@ int store_blob_get(cap_store_t *s, const cap_hash_t *h, cap_t **out, cap_err_t *
     }
     uint64_t mix = store_blob_mix(s, h);
     store_shard_t *sh = store_shard(s, store_blob_shard(mix));
+    int found = hit_lockfree(s, sh, h, mix, out);
+    if (CAP_LIKELY(found == PROBE_CANDIDATE))
+        return CAP_OK;
+    if (found == PROBE_ABSENT && CAP_LIKELY(!store_backend_count(s)))
+        goto missing;
     blob_table_t *t = (blob_table_t *)0;
     size_t ti = 0;
     int probe = probe_unlocked(sh, mix, &t, &ti);

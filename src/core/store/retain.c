@@ -209,12 +209,17 @@ static bool droppable(blob_table_t *t, size_t i)
     blob_meta_t *b = &t->meta[i];
     if (b->pins || (b->flags & (STORE_BLOB_DIRTY | STORE_BLOB_MARK)))
         return false;
-    /* Only the store's reference: nobody can take another without this
-     * shard's lock, which the caller holds. */
-    if (atomic_load_explicit(&store_slot_cap(&t->slots[i])->refs, memory_order_acquire) > 1)
+    /* Only the store's reference. A lock-free hit may take one right after
+     * this check: it keeps a live cap (trim releases the store's reference
+     * only after store_read_sync), and the blob leaves memory all the same. */
+    cap_t *c = store_slot_cap(&t->slots[i]);
+    if (atomic_load_explicit(&c->refs, memory_order_acquire) > 1)
         return false;
-    if (b->flags & STORE_BLOB_USED) {
-        b->flags &= (uint8_t)~STORE_BLOB_USED; /* second chance */
+    bool hit = atomic_load_explicit(&c->flags, memory_order_relaxed) & CAP_FLAG_USED;
+    if (hit || (b->flags & STORE_BLOB_USED)) { /* second chance */
+        b->flags &= (uint8_t)~STORE_BLOB_USED;
+        if (hit)
+            atomic_fetch_and_explicit(&c->flags, (uint8_t)~CAP_FLAG_USED, memory_order_relaxed);
         return false;
     }
     return true;
@@ -247,6 +252,8 @@ static bool sweep_shard(cap_store_t *s, store_shard_t *sh, size_t target, size_t
                 i++;
         }
         store_unlock(s, sh->lock);
+        if (nb)
+            store_read_sync(s); /* a lock-free hit may still be reading them */
         for (unsigned k = 0; k < nb; k++)
             cap_release(batch[k]);
         *dropped += nb;

@@ -77,7 +77,8 @@ static int setup_tables(cap_store_t *s)
     const cap_alloc_t *a = s->alloc;
     size_t stride = lock_stride(s);
     size_t shards_bytes = STORE_SHARDS * sizeof(store_shard_slot_t);
-    size_t size = shards_bytes + STORE_SHARDS * stride;
+    size_t readers_bytes = (store_readers_size() + STORE_LINE - 1) / STORE_LINE * STORE_LINE;
+    size_t size = shards_bytes + readers_bytes + STORE_SHARDS * stride;
     unsigned char *block = a->allocate(a->ctx, size);
     if (!block)
         return CAP_ENOMEM;
@@ -88,9 +89,11 @@ static int setup_tables(cap_store_t *s)
     }
     cap_memset(block, 0, shards_bytes);
     s->shards = (store_shard_slot_t *)(void *)block;
+    s->readers = (store_readers_t *)(void *)(block + shards_bytes);
+    store_readers_init(s->readers);
     for (unsigned i = 0; i < STORE_SHARDS; i++) {
         store_shard_t *sh = store_shard(s, i);
-        sh->lock = block + shards_bytes + (size_t)i * stride;
+        sh->lock = block + shards_bytes + readers_bytes + (size_t)i * stride;
         store_lock_init(s, sh->lock);
     }
     store_lock_init(s, dead);
@@ -348,6 +351,7 @@ void cap_store_free(cap_store_t *s)
         s->alloc->deallocate(s->alloc->ctx, s->block, s->block_size);
         s->block = (void *)0;
         s->shards = (store_shard_slot_t *)0;
+        s->readers = (store_readers_t *)0;
     }
     atomic_store_explicit(&s->init_state, STORE_CLOSED, memory_order_release);
     header_unref(s);

@@ -146,6 +146,20 @@ static inline bool store_table_used(const blob_table_t *t, size_t i)
     return store_tag_at(t, i) != 0;
 }
 
+/* Read sections (readers.c): counters on their own lines, striped by the
+ * caller's stack address. */
+#define STORE_READ_STRIPES_LOG 3u
+#define STORE_READ_STRIPES (1u << STORE_READ_STRIPES_LOG)
+typedef union store_read_count {
+    _Atomic uint32_t n;
+    unsigned char pad[STORE_LINE];
+} store_read_count_t;
+typedef struct store_readers {
+    store_read_count_t count[2][STORE_READ_STRIPES];
+    _Atomic uint32_t epoch; /* low bit: the set new readers count on */
+    _Atomic uint32_t sync_busy;
+} store_readers_t;
+
 /* One shard per cache line, so readers of different shards do not contend. */
 typedef union store_shard_slot {
     store_shard_t sh;
@@ -165,7 +179,8 @@ struct cap_store {
     uint8_t in_place;
     _Atomic uint32_t init_state;
     store_shard_slot_t *shards; /* STORE_SHARDS of them (first use) */
-    void *block;                /* shards + shard locks, one allocation */
+    store_readers_t *readers;   /* read sections of lock-free hits (first use) */
+    void *block;                /* shards, readers and shard locks, one allocation */
     size_t block_size;
     void *dead_lock;            /* its own allocation; freed with the header */
     size_t lock_size;           /* bytes reserved per lock */
@@ -207,6 +222,34 @@ void store_unlock(const cap_store_t *s, void *l);
 void store_wait(const cap_store_t *s, void *l);
 void store_notify_all(const cap_store_t *s, void *l);
 void store_spin_pause(void);
+
+/* readers.c --------------------------------------------------------------------------------- */
+
+size_t store_readers_size(void);
+void store_readers_init(store_readers_t *r);
+
+/* Enter a read section; pass what it returns to store_read_exit. Loads
+ * that must see trim's removals (the table, a slot's cap) are seq_cst. */
+static inline _Atomic uint32_t *store_read_enter(const cap_store_t *s)
+{
+    unsigned char here;
+    uint64_t a = (uint64_t)(uintptr_t)&here >> 12; /* threads' stacks lie apart */
+    unsigned k = (unsigned)((a * 0x9E3779B97F4A7C15ull) >> (64u - STORE_READ_STRIPES_LOG));
+    unsigned e = atomic_load_explicit(&s->readers->epoch, memory_order_relaxed) & 1u;
+    _Atomic uint32_t *n = &s->readers->count[e][k].n;
+    atomic_fetch_add_explicit(n, 1, memory_order_seq_cst);
+    return n;
+}
+
+static inline void store_read_exit(_Atomic uint32_t *n)
+{
+    atomic_fetch_sub_explicit(n, 1, memory_order_release);
+}
+
+/* Wait until every read section that began before the call has ended. Call
+ * it after removing blobs and before releasing the store's references to
+ * them. Read sections never wait for a lock, so shard locks may be held. */
+void store_read_sync(cap_store_t *s);
 
 /* store.c ----------------------------------------------------------------------------------- */
 
