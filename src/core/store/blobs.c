@@ -448,8 +448,11 @@ static inline __attribute__((always_inline)) int hit_lockfree(cap_store_t *s, st
             if (atomic_load_explicit(&sh->table, memory_order_seq_cst) == t)
                 c = cap_if_key(&t->slots[at], h);
             if (c) {
-                *out = cap_retain(c);
-                if (!(atomic_load_explicit(&c->flags, memory_order_relaxed) & CAP_FLAG_USED))
+                atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed); /* cap_retain */
+                *out = c;
+                /* The CLOCK bit matters only to trim, which needs a budget. */
+                if (atomic_load_explicit(&s->budget, memory_order_relaxed) &&
+                    !(atomic_load_explicit(&c->flags, memory_order_relaxed) & CAP_FLAG_USED))
                     atomic_fetch_or_explicit(&c->flags, (uint8_t)CAP_FLAG_USED, memory_order_relaxed);
             }
             store_read_exit(rd);
