@@ -489,10 +489,9 @@ static void mc_cnode_clear(mcap_t *c, uint32_t slot)
 {
     int p = mc_slot_pos(c, slot);
     if (p < 0) return;
-    for (unsigned i = (unsigned)p; i + 1 < c->nslots; i++) {
-        c->slot[i] = c->slot[i + 1];
-        c->t[i] = c->t[i + 1];
-    }
+    size_t after = c->nslots - (unsigned)p - 1;
+    memmove(&c->slot[p], &c->slot[p + 1], after * sizeof c->slot[0]);
+    memmove(&c->t[p], &c->t[p + 1], after * sizeof c->t[0]);
     c->nslots--;
 }
 
