@@ -61,6 +61,7 @@ typedef struct bench_opts {
     uint64_t n;       /* --n, default 100000 */
     int json;         /* --json */
     int progress;     /* progress lines on stderr */
+    int reps;         /* --reps: passes over the selection, medians printed */
 } bench_opts_t;
 
 /* Print one result line (or JSON object) on stdout. */

@@ -50,10 +50,9 @@ uint64_t bench_now_ns(void)
 
 static int json_first = 1;
 
-void bench_report(const bench_opts_t *o, const char *name, uint64_t ops, double total_ns,
-                  const char *engine)
+static void print_result(const bench_opts_t *o, const char *name, uint64_t ops, double per,
+                         const char *engine)
 {
-    double per = ops ? total_ns / (double)ops : 0.0;
     if (o->json) {
         printf("%s{\"name\":\"%s\",\"ops\":%llu,\"ns_per_op\":%.1f,\"engine\":\"%s\"}",
                json_first ? "[\n  " : ",\n  ", name, (unsigned long long)ops, per, engine);
@@ -64,11 +63,63 @@ void bench_report(const bench_opts_t *o, const char *name, uint64_t ops, double 
     fflush(stdout);
 }
 
+/* With --reps R > 1 the results of each pass are kept and the median of each
+ * line is printed after the last pass (as the Rust peer's --reps does). */
+#define MAX_RESULTS 64
+#define MAX_REPS 99
+typedef struct result {
+    const char *name, *engine; /* string literals of the workloads */
+    uint64_t ops;
+    double per[MAX_REPS];
+    int n;
+} result_t;
+static result_t results[MAX_RESULTS];
+static int nresults;
+
+void bench_report(const bench_opts_t *o, const char *name, uint64_t ops, double total_ns,
+                  const char *engine)
+{
+    double per = ops ? total_ns / (double)ops : 0.0;
+    if (o->reps <= 1) {
+        print_result(o, name, ops, per, engine);
+        return;
+    }
+    result_t *r = NULL;
+    for (int i = 0; i < nresults && !r; i++)
+        if (strcmp(results[i].name, name) == 0 && strcmp(results[i].engine, engine) == 0)
+            r = &results[i];
+    if (!r) {
+        if (nresults == MAX_RESULTS) return; /* more lines than workloads print: not reached */
+        r = &results[nresults++];
+        r->name = name;
+        r->engine = engine;
+    }
+    r->ops = ops;
+    if (r->n < MAX_REPS) r->per[r->n++] = per;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void print_medians(const bench_opts_t *o)
+{
+    for (int i = 0; i < nresults; i++) {
+        result_t *r = &results[i];
+        qsort(r->per, (size_t)r->n, sizeof r->per[0], cmp_double);
+        double med = r->n % 2 ? r->per[r->n / 2] : (r->per[r->n / 2 - 1] + r->per[r->n / 2]) / 2;
+        print_result(o, r->name, r->ops, med, r->engine);
+    }
+}
+
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: capstore bench [--n N] [--only a,b,...] [--json]\n"
+    fprintf(f, "usage: capstore bench [--n N] [--only a,b,...] [--reps R] [--json]\n"
                "Runs the workloads of spec/capstore.md section 6 and prints\n"
-               "\"<name> <ops> <ns_per_op> capstore\" per workload. Workloads:");
+               "\"<name> <ops> <ns_per_op> capstore\" per workload; with --reps R the\n"
+               "whole selection runs R times and each line gives the median. Workloads:");
     for (size_t i = 0; i < NWORKLOADS; i++) fprintf(f, " %s", workloads[i].name);
     fprintf(f, "\n");
 }
@@ -89,7 +140,7 @@ static int selected(const char *only, const char *name)
 
 int bench_main(int argc, char **argv)
 {
-    bench_opts_t o = {.n = 100000, .json = 0, .progress = isatty(2)};
+    bench_opts_t o = {.n = 100000, .json = 0, .progress = isatty(2), .reps = 1};
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -105,6 +156,15 @@ int bench_main(int argc, char **argv)
             o.n = v;
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             only = argv[++i];
+        } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
+            char *end;
+            unsigned long v = strtoul(argv[++i], &end, 10);
+            if (*end || v == 0 || v > MAX_REPS) {
+                fprintf(stderr, "capstore bench: --reps wants an integer in 1..%d, got '%s'\n",
+                        MAX_REPS, argv[i]);
+                return 2;
+            }
+            o.reps = (int)v;
         } else if (strcmp(argv[i], "--json") == 0) {
             o.json = 1;
         } else {
@@ -130,14 +190,19 @@ int bench_main(int argc, char **argv)
     }
     cap_sha256_select_from_env();
     int status = 0;
-    for (size_t i = 0; i < NWORKLOADS; i++) {
-        if (!selected(only, workloads[i].name)) continue;
-        if (o.progress) fprintf(stderr, "bench: %s (n=%llu)...\n", workloads[i].name, (unsigned long long)o.n);
-        if (workloads[i].fn(&o) != 0) {
-            fprintf(stderr, "capstore bench: workload %s failed\n", workloads[i].name);
-            status = 1;
+    for (int rep = 0; rep < o.reps && status == 0; rep++) {
+        for (size_t i = 0; i < NWORKLOADS; i++) {
+            if (!selected(only, workloads[i].name)) continue;
+            if (o.progress)
+                fprintf(stderr, "bench: %s (n=%llu, pass %d of %d)...\n", workloads[i].name,
+                        (unsigned long long)o.n, rep + 1, o.reps);
+            if (workloads[i].fn(&o) != 0) {
+                fprintf(stderr, "capstore bench: workload %s failed\n", workloads[i].name);
+                status = 1;
+            }
         }
     }
+    if (o.reps > 1) print_medians(&o);
     if (o.json) printf(json_first ? "[]\n" : "\n]\n");
     return status;
 }

@@ -13,7 +13,7 @@ HERE="$ROOT/bench"
 
 usage() {
     cat <<EOF
-usage: bench/report.sh [--n N] [--quick] [--capstore PATH] [--out DIR]
+usage: bench/report.sh [--n N] [--reps R] [--quick] [--capstore PATH] [--out DIR]
                        [--peers DIR] [--scratch DIR] [--no-scaling] [--no-readme]
 
 Runs, back to back: capstore bench (all workloads), the Rust seed peer and the
@@ -21,6 +21,9 @@ JS peers, with the same N; then writes DIR/results.md (ratios, targets, machine)
 and DIR/ratios.png (gnuplot), and refreshes README.md's Benchmarks table.
 
   --n N           workload size for capstore and the peers (default 100000)
+  --reps R        capstore and the Rust seed each run their suite R times and
+                  report the median per workload (default 3; the JS peer times
+                  its own repetitions)
   --quick         smoke run: N=2000, short JS timings, small scaling runs; writes
                   to SCRATCH/quick (not docs/bench) unless --out is given, and
                   never touches README.md
@@ -48,6 +51,8 @@ warn() { echo "report: WARNING: $*" >&2; WARNINGS+=("$*"); }
 
 N=100000
 N_SET=0
+REPS=3
+REPS_SET=0
 QUICK=0
 CAPSTORE=""
 OUT=""
@@ -64,6 +69,10 @@ while [ $# -gt 0 ]; do
         [ $# -ge 2 ] || die_usage "--n needs a value"
         [[ "$2" =~ ^[1-9][0-9]*$ ]] || die_usage "--n wants a positive integer, got '$2'"
         N=$2; N_SET=1; shift 2 ;;
+    --reps)
+        [ $# -ge 2 ] || die_usage "--reps needs a value"
+        [[ "$2" =~ ^[1-9][0-9]?$ ]] || die_usage "--reps wants an integer in 1..99, got '$2'"
+        REPS=$2; REPS_SET=1; shift 2 ;;
     --quick) QUICK=1; shift ;;
     --capstore) [ $# -ge 2 ] || die_usage "--capstore needs a value"; CAPSTORE=$2; shift 2 ;;
     --out) [ $# -ge 2 ] || die_usage "--out needs a value"; OUT=$2; shift 2 ;;
@@ -84,6 +93,7 @@ SCALE_SMALL=10000
 SCALE_LARGE=1000000
 if [ "$QUICK" = 1 ]; then
     [ "$N_SET" = 1 ] || N=2000
+    [ "$REPS_SET" = 1 ] || REPS=1
     JS_ARGS=(--publish-n 2000 --pages 16 --min-ms 20)
     SCALE_SMALL=1000
     SCALE_LARGE=10000
@@ -196,11 +206,11 @@ fi
 
 # --- run everything back to back -------------------------------------------------------------
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
-say "capstore bench --n $N"
-"$CAPSTORE" bench --n "$N" >"$RAW/capstore.txt" || warn "capstore bench exited non-zero"
+say "capstore bench --n $N --reps $REPS"
+"$CAPSTORE" bench --n "$N" --reps "$REPS" >"$RAW/capstore.txt" || warn "capstore bench exited non-zero"
 if [ -n "$RUST_BIN" ]; then
-    say "rust-seed-bench --n $N"
-    "$RUST_BIN" --n "$N" >"$RAW/rust.txt" 2>"$SCRATCH/rust-run.log" ||
+    say "rust-seed-bench --n $N --reps $REPS"
+    "$RUST_BIN" --n "$N" --reps "$REPS" >"$RAW/rust.txt" 2>"$SCRATCH/rust-run.log" ||
         warn "rust-seed-bench failed (see $SCRATCH/rust-run.log)"
 fi
 if [ -n "$JS_DIR" ]; then
@@ -242,7 +252,7 @@ MODE="full run"
     sed 's/^/js /' "$RAW/js.txt"
     cat "$RAW/scaling.txt"
 } | awk -f "$HERE/report_md.awk" \
-    -v n="$N" -v mode="$MODE" -v date="$STARTED" -v cpu="$CPU" -v sha_ni="$SHA_NI" -v cores="$CORES" \
+    -v n="$N" -v reps="$REPS" -v mode="$MODE" -v date="$STARTED" -v cpu="$CPU" -v sha_ni="$SHA_NI" -v cores="$CORES" \
     -v mem="$MEM" -v kernel="$KERNEL" -v commit="$COMMIT" -v version="$VERSION" -v rustc="$RUSTC" \
     -v node="$NODE" -v load="$LOAD" -v js_args="${JS_ARGS[*]}" -v scale_small="$SCALE_SMALL" \
     -v scale_large="$SCALE_LARGE" -v dat="$SCRATCH/ratios.dat" -v summary="$SCRATCH/summary.md" \

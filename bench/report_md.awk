@@ -2,7 +2,7 @@
 #
 # Input: benchmark lines "<name> <ops> <ns_per_op> <impl...>" (spec §6), each
 # prefixed with its source: capstore, rust, js, or scale (the extra sweep_few
-# runs). Variables (-v): n mode date cpu sha_ni cores mem kernel commit version
+# runs). Variables (-v): n reps mode date cpu sha_ni cores mem kernel commit version
 # rustc node load js_args scale_small scale_large, and the files it also writes:
 # dat (gnuplot data: workload, rust/capstore, js/capstore) and summary (the
 # table README.md shows). Writes results.md on stdout. POSIX awk (mawk).
@@ -108,9 +108,11 @@ END {
     print machine
     print ""
     print "All figures come from one run, taken back to back (capstore, then the Rust seed, then"
-    print "the JS peers), N = " n " unless the ops column says otherwise. A ratio is peer ns/op"
-    print "divided by capstore ns/op: above 1 capstore is faster. The ssz-js column is the fastest"
-    print "JS line of that workload (all of them are listed below)."
+    print "the JS peers), N = " n " unless the ops column says otherwise. capstore and the Rust"
+    print "seed each ran their whole suite " reps " time" (reps == 1 ? "" : "s") " (`--reps " reps "`); their figures are the"
+    print "median per workload. A ratio is peer ns/op divided by capstore ns/op: above 1 capstore"
+    print "is faster. The ssz-js column is the fastest JS line of that workload (all of them are"
+    print "listed below)."
     print ""
 
     # --- the main table ---
