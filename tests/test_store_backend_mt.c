@@ -124,6 +124,23 @@ static cap_t *make_cnode(test_rng_t *r, int n)
     return c;
 }
 
+/* A store with a fresh memory backend and `n` CNodes of `slots` slots put
+ * (their hashes in hs). */
+static cap_store_t *store_with_cnodes(cap_backend_t **mb, uint64_t seed, int n, int slots,
+                                      cap_hash_t *hs)
+{
+    CHECK_EQ_INT(cap_mem_backend_new(NULL, mb), CAP_OK);
+    cap_store_t *s = new_store();
+    CHECK_EQ_INT(cap_store_add_backend(s, *mb, NULL), CAP_OK);
+    test_rng_t rng = {seed};
+    for (int i = 0; i < n; i++) {
+        cap_t *c = make_cnode(&rng, slots);
+        CHECK_EQ_INT(cap_store_put_cap(s, c, &hs[i]), CAP_OK);
+        cap_release(c);
+    }
+    return s;
+}
+
 /* Single flight --------------------------------------------------------------------------------- */
 
 #define THREADS 8
@@ -407,18 +424,10 @@ static void *churner(void *p)
 static void test_probe_during_changes(void)
 {
     cap_backend_t *mb = NULL;
-    CHECK_EQ_INT(cap_mem_backend_new(NULL, &mb), CAP_OK);
     static probe_shared_t m;
     memset(&m, 0, sizeof m);
-    m.s = new_store();
-    CHECK_EQ_INT(cap_store_add_backend(m.s, mb, NULL), CAP_OK);
-    test_rng_t rng = {0xFEEDull};
-    for (int i = 0; i < PINNED; i++) {
-        cap_t *c = make_cnode(&rng, 2);
-        CHECK_EQ_INT(cap_store_put_cap(m.s, c, &m.pinned[i]), CAP_OK);
-        cap_release(c);
-        CHECK_EQ_INT(cap_store_pin(m.s, &m.pinned[i], NULL), CAP_OK);
-    }
+    m.s = store_with_cnodes(&mb, 0xFEEDull, PINNED, 2, m.pinned);
+    for (int i = 0; i < PINNED; i++) CHECK_EQ_INT(cap_store_pin(m.s, &m.pinned[i], NULL), CAP_OK);
     cap_store_set_budget(m.s, 64 * 1024); /* far below what the churn puts */
     pthread_t pr[2], ch;
     for (int i = 0; i < 2; i++) CHECK_EQ_INT(pthread_create(&pr[i], NULL, prober, &m), 0);
@@ -482,17 +491,9 @@ static void *trimmer(void *p)
 static void test_hits_during_trim(void)
 {
     cap_backend_t *mb = NULL;
-    CHECK_EQ_INT(cap_mem_backend_new(NULL, &mb), CAP_OK);
     static hit_shared_t m;
     memset(&m, 0, sizeof m);
-    m.s = new_store();
-    CHECK_EQ_INT(cap_store_add_backend(m.s, mb, NULL), CAP_OK);
-    test_rng_t rng = {0xB10Bull};
-    for (int i = 0; i < HIT_BLOBS; i++) {
-        cap_t *c = make_cnode(&rng, 4);
-        CHECK_EQ_INT(cap_store_put_cap(m.s, c, &m.hashes[i]), CAP_OK);
-        cap_release(c);
-    }
+    m.s = store_with_cnodes(&mb, 0xB10Bull, HIT_BLOBS, 4, m.hashes);
     size_t w;
     CHECK_EQ_INT(cap_store_flush(m.s, &w, NULL), CAP_OK);
     cap_store_set_budget(m.s, 1); /* every trim drops all it may */

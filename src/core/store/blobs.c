@@ -382,55 +382,29 @@ void store_blobs_release_all(cap_store_t *s)
 
 /* Lookups ---------------------------------------------------------------------------------------- */
 
-enum { PROBE_ABSENT, PROBE_CANDIDATE, PROBE_UNSURE };
+enum { PROBE_ABSENT, PROBE_FOUND, PROBE_UNSURE };
 
-/* Probe without the lock. ABSENT is a linearizable miss (no deletion
- * overlapped the probe); CANDIDATE: slot `*ti` of `*tp` carries the mix (the
- * caller checks the key under the lock); UNSURE: ask under the lock. Tag
- * collisions are told apart by the slot's mix, so a miss rarely locks; a
- * candidate's cap is prefetched, so that its cache miss overlaps the lock.
- * What is read here may be stale or belong to a retired table (kept until
- * close): it is only a hint, checked under the lock. */
-static inline __attribute__((always_inline)) int probe_unlocked(store_shard_t *sh, uint64_t mix,
-                                                                 blob_table_t **tp, size_t *ti)
+/* The CLOCK bit of a lock-free hit; it matters only to trim, which needs a
+ * budget. */
+static void mark_used(cap_store_t *s, cap_t *c)
 {
-    uint32_t v = atomic_load_explicit(&sh->seq, memory_order_acquire);
-    if (CAP_UNLIKELY(v & 1u))
-        return PROBE_UNSURE;
-    blob_table_t *t = atomic_load_explicit(&sh->table, memory_order_acquire);
-    if (t) {
-        size_t at;
-        PROBE_TAGS(t, mix, at, slot_mix(&t->slots[i]) == mix);
-        if (at != SIZE_MAX) {
-            /* A prefetch never faults, even if the cap is gone. The key
-             * may run into the next line: fetch both at once. */
-            const char *cp = (const char *)store_slot_cap(&t->slots[at]);
-            if (cp) { /* NULL if a deletion raced the probe */
-                __builtin_prefetch(cp, 1);
-                __builtin_prefetch(cp + offsetof(struct cap, key) + sizeof(cap_hash_t) - 1, 0);
-            }
-            *tp = t;
-            *ti = at;
-            return PROBE_CANDIDATE;
-        }
-    }
-    atomic_thread_fence(memory_order_acquire);
-    if (atomic_load_explicit(&sh->seq, memory_order_relaxed) != v)
-        return PROBE_UNSURE;
-    return PROBE_ABSENT;
+    if (atomic_load_explicit(&s->budget, memory_order_relaxed) &&
+        !(atomic_load_explicit(&c->flags, memory_order_relaxed) & CAP_FLAG_USED))
+        atomic_fetch_or_explicit(&c->flags, (uint8_t)CAP_FLAG_USED, memory_order_relaxed);
 }
 
-/* A lookup without the shard lock. PROBE_CANDIDATE: *out = a new reference
- * to the blob; PROBE_ABSENT: a linearizable miss (no deletion overlapped the
- * probe); PROBE_UNSURE: ask under the lock. Tables are never freed while the
- * store is open, so the tags and mixes are read freely; only the step from a
- * slot to its cap runs in a read section (readers.c), which keeps trim from
- * freeing the cap before the reference is taken, and a miss, which matches
- * no mix, enters none. The home slot is fetched while the tags are read, so
- * a hit waits for one line of the table, not two. */
-static inline __attribute__((always_inline)) int hit_lockfree(cap_store_t *s, store_shard_t *sh,
-                                                               const cap_hash_t *h, uint64_t mix,
-                                                               cap_t **out)
+/* A lookup without the shard lock. PROBE_FOUND: `h` is there, and *out (if
+ * `out` is not NULL) is a new reference to its cap; PROBE_ABSENT: a
+ * linearizable miss (no deletion overlapped the probe); PROBE_UNSURE: ask
+ * under the lock. Tables are never freed while the store is open, so the tags
+ * and mixes are read freely; only the step from a slot to its cap runs in a
+ * read section (readers.c), which keeps trim from freeing the cap before the
+ * reference is taken, and a miss, which matches no mix, enters none. The home
+ * slot is fetched while the tags are read, so a hit waits for one line of the
+ * table, not two. */
+static inline __attribute__((always_inline)) int probe_lockfree(cap_store_t *s, store_shard_t *sh,
+                                                                 const cap_hash_t *h, uint64_t mix,
+                                                                 cap_t **out)
 {
     uint32_t v = atomic_load_explicit(&sh->seq, memory_order_acquire);
     if (CAP_UNLIKELY(v & 1u))
@@ -447,35 +421,19 @@ static inline __attribute__((always_inline)) int hit_lockfree(cap_store_t *s, st
             cap_t *c = (cap_t *)0;
             if (atomic_load_explicit(&sh->table, memory_order_seq_cst) == t)
                 c = cap_if_key(&t->slots[at], h);
-            if (c) {
+            if (c && out) {
                 atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed); /* cap_retain */
                 *out = c;
-                /* The CLOCK bit matters only to trim, which needs a budget. */
-                if (atomic_load_explicit(&s->budget, memory_order_relaxed) &&
-                    !(atomic_load_explicit(&c->flags, memory_order_relaxed) & CAP_FLAG_USED))
-                    atomic_fetch_or_explicit(&c->flags, (uint8_t)CAP_FLAG_USED, memory_order_relaxed);
+                mark_used(s, c);
             }
             store_read_exit(rd);
-            return c ? PROBE_CANDIDATE : PROBE_UNSURE;
+            return c ? PROBE_FOUND : PROBE_UNSURE;
         }
     }
     atomic_thread_fence(memory_order_acquire);
     if (atomic_load_explicit(&sh->seq, memory_order_relaxed) != v)
         return PROBE_UNSURE;
     return PROBE_ABSENT;
-}
-
-/* The index of `h` with the shard lock held, checking the lock-free probe's
- * candidate first (usually it is the one). */
-static inline __attribute__((always_inline)) size_t find_locked(store_shard_t *sh,
-                                                                const cap_hash_t *h, uint64_t mix,
-                                                                int probe, blob_table_t *t,
-                                                                size_t i)
-{
-    if (probe == PROBE_CANDIDATE && store_blob_table(sh) == t && tag_at(t, i) &&
-        slot_mix(&t->slots[i]) == mix && key_is(&t->slots[i], h))
-        return i;
-    return store_blob_find(sh, h, mix);
 }
 
 int store_blob_get(cap_store_t *s, const cap_hash_t *h, cap_t **out, cap_err_t *err)
@@ -491,25 +449,18 @@ int store_blob_get(cap_store_t *s, const cap_hash_t *h, cap_t **out, cap_err_t *
     }
     uint64_t mix = store_blob_mix(s, h);
     store_shard_t *sh = store_shard(s, store_blob_shard(mix));
-    int found = hit_lockfree(s, sh, h, mix, out);
-    if (CAP_LIKELY(found == PROBE_CANDIDATE))
+    int probe = probe_lockfree(s, sh, h, mix, out);
+    if (CAP_LIKELY(probe == PROBE_FOUND))
         return CAP_OK;
-    if (found == PROBE_ABSENT && CAP_LIKELY(!store_backend_count(s)))
-        goto missing;
-    blob_table_t *t = (blob_table_t *)0;
-    size_t ti = 0;
-    int probe = probe_unlocked(sh, mix, &t, &ti);
     if (probe == PROBE_ABSENT && CAP_LIKELY(!store_backend_count(s)))
         goto missing;
+    /* Unsure (a deletion moved slots meanwhile), or a miss for the backends. */
     store_lock(s, sh->lock);
-    size_t i = find_locked(sh, h, mix, probe, t, ti);
-    if (CAP_LIKELY(i != SIZE_MAX)) {
-        t = store_blob_table(sh);
+    size_t i = store_blob_find(sh, h, mix);
+    if (i != SIZE_MAX) {
+        blob_table_t *t = store_blob_table(sh);
         cap_t *c = cap_retain(store_slot_cap(&t->slots[i]));
-        /* The CLOCK bit matters only to trim, which needs a budget: without
-         * one a hit writes nothing but the reference count. */
-        if (atomic_load_explicit(&s->budget, memory_order_relaxed) &&
-            !(t->meta[i].flags & STORE_BLOB_USED))
+        if (atomic_load_explicit(&s->budget, memory_order_relaxed))
             t->meta[i].flags |= STORE_BLOB_USED;
         store_unlock(s, sh->lock);
         *out = c;
@@ -547,13 +498,11 @@ bool cap_store_contains_blob(cap_store_t *s, const cap_hash_t *h)
         return false;
     uint64_t mix = store_blob_mix(s, h);
     store_shard_t *sh = store_shard(s, store_blob_shard(mix));
-    blob_table_t *t = (blob_table_t *)0;
-    size_t ti = 0;
-    int probe = probe_unlocked(sh, mix, &t, &ti);
-    if (probe == PROBE_ABSENT)
-        return false;
+    int probe = probe_lockfree(s, sh, h, mix, (cap_t **)0);
+    if (probe != PROBE_UNSURE)
+        return probe == PROBE_FOUND;
     store_lock(s, sh->lock);
-    bool found = find_locked(sh, h, mix, probe, t, ti) != SIZE_MAX;
+    bool found = store_blob_find(sh, h, mix) != SIZE_MAX;
     store_unlock(s, sh->lock);
     return found;
 }
