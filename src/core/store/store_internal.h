@@ -53,8 +53,8 @@ typedef struct store_entry {
  * re-home slots without touching the caps; the key itself is compared
  * against cap->key, in the line the lookup's reference touches anyway.
  * Both fields are written under the shard lock only; `mix` and `cap` are
- * atomics so that lock-free probes may read them (to filter and to
- * prefetch; a cap is dereferenced only under the lock). */
+ * atomics so that lock-free probes may read them (a cap is dereferenced
+ * only under the lock or inside a read section, see readers.c). */
 typedef struct blob_slot {
     _Atomic uint64_t mix;
     _Atomic(cap_t *) cap; /* the store's reference */
@@ -98,17 +98,17 @@ typedef struct store_fetch {
  * and the metadata in their own blocks. A probe reads the tags (a shard's tags fit
  * a few cache lines) and looks at a slot only on a tag match.
  *
- * Lock-free reads: a lookup first probes the tags without the shard lock
- * (a miss then needs no lock at all; a hit takes it only to check the
- * candidate slot and take a reference). For that, the tags are atomics, the
- * table is published with a release store, and a table replaced by growth
- * is not freed but kept on the `retired` chain until the store closes
- * (tags and slots: their sum is below the current table's).
+ * Lock-free reads: lookups take no lock (blobs.c, probe_lockfree). For that,
+ * the tags are atomics, the table is published with a release store, and a
+ * table replaced by growth is not freed but kept on the `retired` chain until
+ * the store closes (tags and slots: their sum is below the current table's).
  * Deletions, which move tags backward, are bracketed by the shard's `seq`
  * (odd while one runs), and a lock-free miss counts only if `seq` did not
  * change meanwhile. Inserts need no bracket: they only fill an empty tag,
  * and a probe that missed before it is ordered before the insert. Slots are
- * written under the shard lock only, and read lock-free only as hints. */
+ * written under the shard lock only; a hit goes from a slot to its cap
+ * inside a read section (readers.c), which trim waits out before it
+ * releases what it removed. */
 typedef struct blob_table {
     struct blob_table *retired; /* the table this one replaced (kept for readers) */
     blob_slot_t *slots;         /* 1 << log; kept with the retired tags */
