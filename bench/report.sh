@@ -21,9 +21,9 @@ JS peers, with the same N; then writes DIR/results.md (ratios, targets, machine)
 and DIR/ratios.png (gnuplot), and refreshes README.md's Benchmarks table.
 
   --n N           workload size for capstore and the peers (default 100000)
-  --reps R        capstore and the Rust seed each run their suite R times and
-                  report the median per workload (default 3; the JS peer times
-                  its own repetitions)
+  --reps R        capstore and the Rust seed take turns running their whole
+                  suite, R rounds, and each figure is the median of its R passes
+                  (default 3; the JS peer times its own repetitions)
   --quick         smoke run: N=2000, short JS timings, small scaling runs; writes
                   to SCRATCH/quick (not docs/bench) unless --out is given, and
                   never touches README.md
@@ -206,13 +206,33 @@ fi
 
 # --- run everything back to back -------------------------------------------------------------
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
-say "capstore bench --n $N --reps $REPS"
-"$CAPSTORE" bench --n "$N" --reps "$REPS" >"$RAW/capstore.txt" || warn "capstore bench exited non-zero"
-if [ -n "$RUST_BIN" ]; then
-    say "rust-seed-bench --n $N --reps $REPS"
-    "$RUST_BIN" --n "$N" --reps "$REPS" >"$RAW/rust.txt" 2>"$SCRATCH/rust-run.log" ||
-        warn "rust-seed-bench failed (see $SCRATCH/rust-run.log)"
-fi
+# capstore and the Rust seed take turns, one whole pass each per round, so
+# that both see the same phases of a machine whose speed drifts; each line
+# is then the median of its passes.
+: >"$RAW/capstore.passes"
+: >"$RAW/rust.passes"
+: >"$SCRATCH/rust-run.log"
+for round in $(seq "$REPS"); do
+    say "capstore bench --n $N (pass $round of $REPS)"
+    "$CAPSTORE" bench --n "$N" >>"$RAW/capstore.passes" || warn "capstore bench exited non-zero"
+    if [ -n "$RUST_BIN" ]; then
+        say "rust-seed-bench --n $N (pass $round of $REPS)"
+        "$RUST_BIN" --n "$N" >>"$RAW/rust.passes" 2>>"$SCRATCH/rust-run.log" ||
+            warn "rust-seed-bench failed (see $SCRATCH/rust-run.log)"
+    fi
+done
+# Median per (workload, engine), in the order first seen.
+medians() {
+    awk '{ k = $1 " " $4; if (!(k in n)) { order[++m] = k; ops[k] = $2 }
+           v[k, ++n[k]] = $3 + 0 }
+         END { for (i = 1; i <= m; i++) { k = order[i]; c = n[k]
+                   for (a = 1; a <= c; a++) s[a] = v[k, a]
+                   for (a = 2; a <= c; a++) for (b = a; b > 1 && s[b - 1] > s[b]; b--) { t = s[b]; s[b] = s[b - 1]; s[b - 1] = t }
+                   med = c % 2 ? s[(c + 1) / 2] : (s[c / 2] + s[c / 2 + 1]) / 2
+                   split(k, kk, " "); printf "%s %s %.1f %s\n", kk[1], ops[k], med, kk[2] } }' "$1"
+}
+medians "$RAW/capstore.passes" >"$RAW/capstore.txt"
+medians "$RAW/rust.passes" >"$RAW/rust.txt"
 if [ -n "$JS_DIR" ]; then
     say "node bench-peers.mjs --n $N ${JS_ARGS[*]}"
     (cd "$JS_DIR" && node bench-peers.mjs --n "$N" "${JS_ARGS[@]}") >"$RAW/js.txt" 2>"$SCRATCH/js-run.log" ||

@@ -109,10 +109,10 @@ END {
     print ""
     print "All figures come from one run, taken back to back (capstore, then the Rust seed, then"
     print "the JS peers), N = " n " unless the ops column says otherwise. capstore and the Rust"
-    print "seed each ran their whole suite " reps " time" (reps == 1 ? "" : "s") " (`--reps " reps "`); their figures are the"
-    print "median per workload. A ratio is peer ns/op divided by capstore ns/op: above 1 capstore"
-    print "is faster. The ssz-js column is the fastest JS line of that workload (all of them are"
-    print "listed below)."
+    print "seed took turns running their whole suite, " reps " round" (reps == 1 ? "" : "s") " (`--reps " reps "`); each of their"
+    print "figures is the median of its passes. A ratio is peer ns/op divided by capstore ns/op:"
+    print "above 1 capstore is faster. The ssz-js column is the fastest JS line of that workload"
+    print "(all of them are listed below)."
     print ""
 
     # --- the main table ---
