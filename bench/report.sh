@@ -208,11 +208,21 @@ fi
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 # capstore and the Rust seed take turns, one whole pass each per round, so
 # that both see the same phases of a machine whose speed drifts; each line
-# is then the median of its passes.
+# is then the median of its passes. hashtree's node_hash (the foundation's
+# yardstick) is timed in every round too, right before capstore's node_hash
+# (the suite's first workload); the rest of the JS lines come from one run.
 : >"$RAW/capstore.passes"
 : >"$RAW/rust.passes"
+: >"$RAW/js-node.passes"
 : >"$SCRATCH/rust-run.log"
+: >"$SCRATCH/js-run.log"
 for round in $(seq "$REPS"); do
+    if [ -n "$JS_DIR" ]; then
+        say "node bench-peers.mjs --only '^node_hash hashtree' (pass $round of $REPS)"
+        (cd "$JS_DIR" && node bench-peers.mjs --n "$N" "${JS_ARGS[@]}" --only '^node_hash hashtree') \
+            >>"$RAW/js-node.passes" 2>>"$SCRATCH/js-run.log" ||
+            warn "bench-peers.mjs node_hash failed (see $SCRATCH/js-run.log)"
+    fi
     say "capstore bench --n $N (pass $round of $REPS)"
     "$CAPSTORE" bench --n "$N" >>"$RAW/capstore.passes" || warn "capstore bench exited non-zero"
     if [ -n "$RUST_BIN" ]; then
@@ -221,22 +231,25 @@ for round in $(seq "$REPS"); do
             warn "rust-seed-bench failed (see $SCRATCH/rust-run.log)"
     fi
 done
-# Median per (workload, engine), in the order first seen.
+# Median per (workload, engine: the rest of the line), in the order first seen.
 medians() {
-    awk '{ k = $1 " " $4; if (!(k in n)) { order[++m] = k; ops[k] = $2 }
+    awk '{ e = $0; sub(/^[^ ]+ [^ ]+ [^ ]+ /, "", e); k = $1 " " e
+           if (!(k in n)) { order[++m] = k; name[k] = $1; eng[k] = e; ops[k] = $2 }
            v[k, ++n[k]] = $3 + 0 }
          END { for (i = 1; i <= m; i++) { k = order[i]; c = n[k]
                    for (a = 1; a <= c; a++) s[a] = v[k, a]
                    for (a = 2; a <= c; a++) for (b = a; b > 1 && s[b - 1] > s[b]; b--) { t = s[b]; s[b] = s[b - 1]; s[b - 1] = t }
                    med = c % 2 ? s[(c + 1) / 2] : (s[c / 2] + s[c / 2 + 1]) / 2
-                   split(k, kk, " "); printf "%s %s %.1f %s\n", kk[1], ops[k], med, kk[2] } }' "$1"
+                   printf "%s %s %.1f %s\n", name[k], ops[k], med, eng[k] } }' "$1"
 }
 medians "$RAW/capstore.passes" >"$RAW/capstore.txt"
 medians "$RAW/rust.passes" >"$RAW/rust.txt"
 if [ -n "$JS_DIR" ]; then
     say "node bench-peers.mjs --n $N ${JS_ARGS[*]}"
-    (cd "$JS_DIR" && node bench-peers.mjs --n "$N" "${JS_ARGS[@]}") >"$RAW/js.txt" 2>"$SCRATCH/js-run.log" ||
+    (cd "$JS_DIR" && node bench-peers.mjs --n "$N" "${JS_ARGS[@]}") >"$RAW/js-full.txt" 2>>"$SCRATCH/js-run.log" ||
         warn "bench-peers.mjs failed (see $SCRATCH/js-run.log)"
+    # hashtree's node_hash: the median of the rounds' passes, not this run's.
+    { medians "$RAW/js-node.passes"; grep -v '^node_hash .* hashtree' "$RAW/js-full.txt" || true; } >"$RAW/js.txt"
 fi
 if [ "$SCALING" = 1 ]; then
     for n in "$SCALE_SMALL" "$SCALE_LARGE"; do

@@ -110,9 +110,10 @@ END {
     print "All figures come from one run, taken back to back (capstore, then the Rust seed, then"
     print "the JS peers), N = " n " unless the ops column says otherwise. capstore and the Rust"
     print "seed took turns running their whole suite, " reps " round" (reps == 1 ? "" : "s") " (`--reps " reps "`); each of their"
-    print "figures is the median of its passes. A ratio is peer ns/op divided by capstore ns/op:"
-    print "above 1 capstore is faster. The ssz-js column is the fastest JS line of that workload"
-    print "(all of them are listed below)."
+    print "figures is the median of its passes; so is hashtree's node_hash, timed in each round"
+    print "right before capstore's suite (the other JS lines come from one run after the rounds)."
+    print "A ratio is peer ns/op divided by capstore ns/op: above 1 capstore is faster. The ssz-js"
+    print "column is the fastest JS line of that workload (all of them are listed below)."
     print ""
 
     # --- the main table ---
