@@ -12,6 +12,7 @@
 #include "check.h"
 #include "test_caps.h"
 #include "test_alloc.h"
+#include "test_fingerprint.h"
 
 static test_alloc_t ta;
 static int use_spin;
@@ -32,15 +33,6 @@ typedef struct world {
     int fresh;    /* in-place store never used */
 } world_t;
 
-typedef struct fingerprint {
-    size_t blobs, instances;
-    cap_blob_entry_t *entries;
-    size_t n;
-    cap_t *inst[MAXH];
-    int inst_rc[MAXH];
-    uint64_t strong[MAXH];
-    uint32_t refs[MAXC];
-} fingerprint_t;
 
 static cap_t *cn(world_t *w, unsigned size_log, int watch)
 {
@@ -153,49 +145,9 @@ static void world_free(world_t *w)
     CHECK(test_alloc_clean(&ta));
 }
 
-static void take(const world_t *w, fingerprint_t *p)
+static test_watch_t watch(const world_t *w)
 {
-    memset(p, 0, sizeof *p);
-    for (size_t i = 0; i < w->nc; i++) p->refs[i] = cap_refcount(w->caps[i]);
-    p->blobs = cap_store_blob_count(w->s);
-    p->instances = cap_store_instance_count(w->s);
-    CHECK_EQ_INT(cap_store_iter_blobs_sorted(w->s, &p->entries, &p->n), CAP_OK);
-    for (size_t i = 0; i < w->nh; i++) {
-        p->inst_rc[i] = cap_store_get_instance(w->s, w->h[i], &p->inst[i]);
-        p->strong[i] = cap_ref_strong_count(w->h[i]);
-    }
-}
-
-static void drop(const world_t *w, fingerprint_t *p)
-{
-    cap_store_blobs_free(w->s, p->entries, p->n);
-    for (size_t i = 0; i < w->nh; i++) cap_release(p->inst[i]);
-}
-
-static uint32_t held_by(const world_t *w, const fingerprint_t *p, const cap_t *c)
-{
-    uint32_t n = 0;
-    for (size_t i = 0; i < w->nh; i++) n += p->inst[i] == c;
-    for (size_t i = 0; i < p->n; i++) n += p->entries[i].cap == c;
-    return n;
-}
-
-static int unchanged(const world_t *w, const fingerprint_t *before)
-{
-    fingerprint_t now;
-    take(w, &now);
-    int ok = now.blobs == before->blobs && now.instances == before->instances &&
-             now.n == before->n;
-    for (size_t i = 0; ok && i < now.n; i++)
-        ok = memcmp(now.entries[i].hash.bytes, before->entries[i].hash.bytes, 32) == 0 &&
-             now.entries[i].cap == before->entries[i].cap;
-    for (size_t i = 0; ok && i < w->nh; i++)
-        ok = now.inst[i] == before->inst[i] && now.inst_rc[i] == before->inst_rc[i] &&
-             now.strong[i] == before->strong[i];
-    for (size_t i = 0; ok && i < w->nc; i++)
-        ok = now.refs[i] - held_by(w, before, w->caps[i]) == before->refs[i];
-    drop(w, &now);
-    return ok;
+    return (test_watch_t){w->s, w->h, w->nh, w->caps, w->nc};
 }
 
 /* The operations -------------------------------------------------------------------------- */
@@ -311,19 +263,21 @@ static void exhaust(const char *name, op_fn op, int fresh, int must_allocate)
     for (n = 1; n < 100000; n++) {
         world_t w;
         world_init(&w, fresh);
-        fingerprint_t before;
-        take(&w, &before);
+        test_fingerprint_t before;
+        test_watch_t wt = watch(&w);
+        test_fp_take(&wt, &before);
         test_alloc_fail_at(&ta, n);
         int rc = op(&w);
         test_alloc_fail_at(&ta, 0);
+        wt = watch(&w); /* the same store, handles and caps */
         if (rc == CAP_OK) {
-            drop(&w, &before);
+            test_fp_drop(&wt, &before);
             world_free(&w);
             break;
         }
         if (rc != CAP_ENOMEM) bad_rc++;
-        if (!unchanged(&w, &before)) changed++;
-        drop(&w, &before);
+        if (!test_fp_same(&wt, &before)) changed++;
+        test_fp_drop(&wt, &before);
         world_free(&w);
     }
     CHECK_EQ_INT(bad_rc, 0);

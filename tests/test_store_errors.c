@@ -10,6 +10,7 @@
 #include "check.h"
 #include "test_caps.h"
 #include "test_alloc.h"
+#include "test_fingerprint.h"
 
 static test_alloc_t ta;
 
@@ -29,16 +30,6 @@ typedef struct fixture {
         *lonely, *gone_child, *deep_root;
 } fixture_t;
 
-typedef struct fingerprint {
-    size_t blobs, instances;
-    cap_blob_entry_t *entries;
-    size_t n;
-    cap_t *inst[MAXH];
-    int inst_rc[MAXH];
-    uint64_t strong[MAXH];
-    uint32_t refs[MAXC];
-    int frozen[MAXC];
-} fingerprint_t;
 
 static cap_t *watch(fixture_t *f, cap_t *c)
 {
@@ -152,83 +143,31 @@ static void fixture_free(fixture_t *f)
     CHECK(test_alloc_clean(&ta));
 }
 
-static void take(const fixture_t *f, fingerprint_t *p)
+static test_watch_t watched(const fixture_t *f)
 {
-    memset(p, 0, sizeof *p);
-    /* Refcounts first: the references the fingerprint takes below are not counted. */
-    for (size_t i = 0; i < f->nc; i++) {
-        p->refs[i] = cap_refcount(f->caps[i]);
-        p->frozen[i] = cap_is_frozen(f->caps[i]);
-    }
-    p->blobs = cap_store_blob_count(f->s);
-    p->instances = cap_store_instance_count(f->s);
-    CHECK_EQ_INT(cap_store_iter_blobs_sorted(f->s, &p->entries, &p->n), CAP_OK);
-    for (size_t i = 0; i < f->nh; i++) {
-        p->inst_rc[i] = cap_store_get_instance(f->s, f->h[i], &p->inst[i]);
-        p->strong[i] = cap_ref_strong_count(f->h[i]);
-    }
-}
-
-/* References a fingerprint holds on cap c. */
-static uint32_t held_by(const fixture_t *f, const fingerprint_t *p, const cap_t *c)
-{
-    uint32_t n = 0;
-    for (size_t i = 0; i < f->nh; i++) n += p->inst[i] == c;
-    for (size_t i = 0; i < p->n; i++) n += p->entries[i].cap == c;
-    return n;
-}
-
-static void drop(const fixture_t *f, fingerprint_t *p)
-{
-    cap_store_blobs_free(f->s, p->entries, p->n);
-    for (size_t i = 0; i < f->nh; i++) cap_release(p->inst[i]);
+    return (test_watch_t){f->s, f->h, f->nh, f->caps, f->nc};
 }
 
 /* Compare the store with the fingerprint taken before the failed call. */
-static void same(const fixture_t *f, fingerprint_t *before, const char *what, int line)
+static void same(const fixture_t *f, const test_fingerprint_t *before, const char *what, int line)
 {
-    fingerprint_t now;
-    take(f, &now);
-    int ok = now.blobs == before->blobs && now.instances == before->instances &&
-             now.n == before->n;
-    for (size_t i = 0; ok && i < now.n; i++)
-        ok = memcmp(now.entries[i].hash.bytes, before->entries[i].hash.bytes, 32) == 0 &&
-             now.entries[i].cap == before->entries[i].cap;
-    for (size_t i = 0; ok && i < f->nh; i++)
-        ok = now.inst[i] == before->inst[i] && now.inst_rc[i] == before->inst_rc[i] &&
-             now.strong[i] == before->strong[i];
-    for (size_t i = 0; i < f->nc; i++)
-        now.refs[i] -= held_by(f, before, f->caps[i]);
-    for (size_t i = 0; ok && i < f->nc; i++)
-        ok = now.refs[i] == before->refs[i] && now.frozen[i] == before->frozen[i];
-    if (!ok) {
-        fprintf(stderr, "blobs %zu/%zu inst %zu/%zu n %zu/%zu\n", before->blobs, now.blobs,
-                before->instances, now.instances, before->n, now.n);
-        for (size_t i = 0; i < f->nh; i++)
-            if (now.inst[i] != before->inst[i] || now.inst_rc[i] != before->inst_rc[i] ||
-                now.strong[i] != before->strong[i])
-                fprintf(stderr, "  handle %zu: rc %d/%d strong %llu/%llu\n", i, before->inst_rc[i],
-                        now.inst_rc[i], (unsigned long long)before->strong[i],
-                        (unsigned long long)now.strong[i]);
-        for (size_t i = 0; i < f->nc; i++)
-            if (now.refs[i] != before->refs[i] || now.frozen[i] != before->frozen[i])
-                fprintf(stderr, "  cap %zu: refs %u/%u frozen %d/%d\n", i, before->refs[i],
-                        now.refs[i], before->frozen[i], now.frozen[i]);
-    }
+    test_watch_t w = watched(f);
+    bool ok = test_fp_same(&w, before);
     check_count++;
     if (!ok) {
         check_failures++;
         fprintf(stderr, "%s:%d: store changed by failed %s\n", __FILE__, line, what);
     }
-    drop(f, &now);
 }
 
 #define EXPECT_UNCHANGED(f, fp, call, code)                                                    \
     do {                                                                                       \
-        take((f), (fp));                                                                       \
+        test_watch_t w_ = watched(f);                                                          \
+        test_fp_take(&w_, (fp));                                                               \
         CHECK_EQ_INT((call), (code));                                                          \
         same((f), (fp), #call, __LINE__);                                                      \
-        drop((f), (fp));                                                                       \
+        w_ = watched(f);                                                                       \
+        test_fp_drop(&w_, (fp));                                                               \
     } while (0)
 
 static int edit_fail_after_change(cap_t *c, void *arg)
@@ -257,7 +196,7 @@ static int edit_add_foreign(cap_t *c, void *arg)
 static void test_errors(void)
 {
     fixture_t f;
-    fingerprint_t fp;
+    test_fingerprint_t fp;
     fixture_init(&f);
     cap_store_t *s = f.s;
     cap_err_t err;
