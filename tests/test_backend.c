@@ -319,6 +319,27 @@ static void test_roundtrip(void)
     CHECK(c == NULL);
     CHECK_EQ_INT(cap_persist_fetch(NULL, &missing, A, true, &c, NULL), CAP_EINVAL);
 
+    /* cap_persist_decode: bytes already read, checked against a hash. */
+    uint8_t *wire = NULL;
+    size_t wn = 0;
+    CHECK_EQ_INT(cap_backend_read(b, &hs[0], A, &wire, &wn, NULL), CAP_OK);
+    c = (cap_t *)1;
+    CHECK_EQ_INT(cap_persist_decode(&hs[0], wire, wn, A, true, &c, NULL), CAP_OK);
+    CHECK(c != NULL && cap_equal(c, caps[0]));
+    cap_release(c);
+    cap_err_t de;
+    CHECK_EQ_INT(cap_persist_decode(&hs[1], wire, wn, A, true, &c, &de), CAP_EMISMATCH);
+    CHECK(c == NULL);
+    CHECK_EQ_INT(de.code, CAP_EMISMATCH);
+    CHECK_EQ_INT(cap_persist_decode(&hs[1], wire, wn, A, false, &c, NULL), CAP_OK); /* unverified */
+    cap_release(c);
+    CHECK_EQ_INT(cap_persist_decode(&hs[0], wire, wn - 1, A, true, &c, &de), CAP_EDECODE);
+    CHECK(c == NULL);
+    CHECK_EQ_INT(cap_persist_decode(&hs[0], NULL, 0, A, true, &c, &de), CAP_EDECODE); /* empty */
+    CHECK_EQ_INT(cap_persist_decode(NULL, wire, wn, A, true, &c, NULL), CAP_EINVAL);
+    CHECK_EQ_INT(cap_persist_decode(&hs[0], wire, wn, A, true, NULL, NULL), CAP_EINVAL);
+    A->deallocate(A->ctx, wire, wn);
+
     /* An Instance cap goes through as well. */
     cap_t *inst = NULL;
     cap_hash_t root = test_rng_hash(&rng);

@@ -183,14 +183,8 @@ static int db_get(const char *path, const char *hex, bool raw)
     if (crc == CAP_OK && !raw) {
         /* Check before printing: decode and re-hash. */
         cap_t *c = NULL;
-        crc = n ? cap_wire_decode(bytes, n, a, &c, &e) : cap_backend_fail(&e, CAP_EDECODE, "empty input");
-        if (crc == CAP_OK) {
-            cap_hash_t got;
-            crc = cap_hash(c, &got);
-            if (crc == CAP_OK && memcmp(got.bytes, h.bytes, 32) != 0)
-                crc = cap_backend_fail(&e, CAP_EMISMATCH, "stored bytes hash to another value");
-            cap_release(c);
-        }
+        crc = cap_persist_decode(&h, bytes, n, a, true, &c, &e);
+        cap_release(c);
     }
     cap_backend_free(db);
     if (crc != CAP_OK) {
@@ -283,8 +277,7 @@ static int check_one(void *arg, const cap_hash_t *h, const uint8_t *bytes, size_
     cap_err_t e;
     memset(&e, 0, sizeof e);
     cap_t *c = NULL;
-    int rc = n ? cap_wire_decode(bytes, n, cap_alloc_libc(), &c, &e)
-               : cap_backend_fail(&e, CAP_EDECODE, "empty value");
+    int rc = cap_wire_decode(bytes, n, cap_alloc_libc(), &c, &e);
     if (rc == CAP_OK) {
         cap_hash_t got;
         rc = cap_hash(c, &got);

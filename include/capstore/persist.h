@@ -37,6 +37,13 @@ extern "C" {
 int cap_persist_fetch(const cap_backend_t *b, const cap_hash_t *h, const cap_alloc_t *a, bool verify,
                       cap_t **out, cap_err_t *err);
 
+/** The second half of cap_persist_fetch, for bytes already read (an
+ * iterate callback, a raw read): decode the `n` bytes stored under `h` with
+ * `a` and, when `verify` is true, check that they hash to `h`. Same *out and
+ * errors as cap_persist_fetch (CAP_EDECODE for empty bytes too). */
+int cap_persist_decode(const cap_hash_t *h, const uint8_t *bytes, size_t n, const cap_alloc_t *a,
+                       bool verify, cap_t **out, cap_err_t *err);
+
 /** Hash `c`, encode it and write it through (one `write`). *out (may be NULL)
  * gets the hash. The cap's own allocator holds the encoding meanwhile.
  * CAP_EUNSETTLED if it holds a Ref. */

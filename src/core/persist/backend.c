@@ -191,25 +191,13 @@ void cap_backend_free(cap_backend_t *b)
 
 /* Moving caps ------------------------------------------------------------------------------ */
 
-int cap_persist_fetch(const cap_backend_t *b, const cap_hash_t *h, const cap_alloc_t *a, bool verify,
-                      cap_t **out, cap_err_t *err)
+int cap_persist_decode(const cap_hash_t *h, const uint8_t *bytes, size_t n, const cap_alloc_t *a,
+                       bool verify, cap_t **out, cap_err_t *err)
 {
     if (out) *out = (cap_t *)0;
-    if (!b || !h || !a || !out) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
-    uint8_t *bytes;
-    size_t n;
-    int rc = cap_backend_read(b, h, a, &bytes, &n, err);
-    if (rc != CAP_OK) return rc;
-    if (n == 0) {
-        if (err) {
-            cap_backend_fail(err, CAP_EDECODE, "empty input");
-        }
-        return CAP_EDECODE;
-    }
+    if (!h || !a || !out) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
     cap_t *c = (cap_t *)0;
-    clear_err(err);
-    rc = cap_wire_decode(bytes, n, a, &c, err);
-    a->deallocate(a->ctx, bytes, n);
+    int rc = cap_wire_decode(bytes, n, a, &c, err);
     if (rc != CAP_OK) return rc;
     if (verify) {
         cap_hash_t got;
@@ -225,6 +213,20 @@ int cap_persist_fetch(const cap_backend_t *b, const cap_hash_t *h, const cap_all
     }
     *out = c;
     return CAP_OK;
+}
+
+int cap_persist_fetch(const cap_backend_t *b, const cap_hash_t *h, const cap_alloc_t *a, bool verify,
+                      cap_t **out, cap_err_t *err)
+{
+    if (out) *out = (cap_t *)0;
+    if (!b || !h || !a || !out) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
+    uint8_t *bytes;
+    size_t n;
+    int rc = cap_backend_read(b, h, a, &bytes, &n, err);
+    if (rc != CAP_OK) return rc;
+    rc = cap_persist_decode(h, bytes, n, a, verify, out, err);
+    if (bytes) a->deallocate(a->ctx, bytes, n);
+    return rc;
 }
 
 int cap_persist_put(const cap_backend_t *b, const cap_t *c, cap_hash_t *out, cap_err_t *err)
