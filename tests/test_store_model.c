@@ -1000,6 +1000,21 @@ static void op_put_instance(void)
     cap_release(cap);
 }
 
+/* Put `c` (built) as a new instance; *idx = its model entry. False if it
+ * could not be built or put (the check already counted the failure). */
+static bool put_model_instance(const mcap_t *c, uint32_t *idx)
+{
+    cap_t *cap = build(c, NULL);
+    if (!cap) return false;
+    cap_ref_t *r = NULL;
+    int rc = cap_store_put_instance(S, cap, &r);
+    cap_release(cap);
+    MCHECK_EQ(rc, CAP_OK);
+    if (rc != CAP_OK) return false;
+    *idx = new_model_entry(r, c);
+    return true;
+}
+
 /* A few levels of new entries (cnodes and instances over them), children
  * shared between parents (a DAG); intermediate handles are mostly dropped,
  * so the graph hangs off its top handle(s) only. */
@@ -1011,14 +1026,8 @@ static void op_build_tree(void)
     for (unsigned i = 0; i < width; i++) {
         mcap_t c;
         rnd_mcap(&c, chance(30));
-        cap_t *cap = build(&c, NULL);
-        if (!cap) return;
-        cap_ref_t *r = NULL;
-        int rc = cap_store_put_instance(S, cap, &r);
-        cap_release(cap);
-        MCHECK_EQ(rc, CAP_OK);
-        if (rc != CAP_OK) return;
-        level[nlevel++] = new_model_entry(r, &c);
+        if (!put_model_instance(&c, &level[nlevel])) return;
+        nlevel++;
     }
     unsigned depth = 1 + below(3);
     for (unsigned d = 0; d < depth && nlevel > 0; d++) {
@@ -1046,14 +1055,8 @@ static void op_build_tree(void)
                     mc_cnode_set(&c, below(8), &t);
                 }
             }
-            cap_t *cap = build(&c, NULL);
-            if (!cap) return;
-            cap_ref_t *r = NULL;
-            int rc = cap_store_put_instance(S, cap, &r);
-            cap_release(cap);
-            MCHECK_EQ(rc, CAP_OK);
-            if (rc != CAP_OK) return;
-            next[nnext++] = new_model_entry(r, &c);
+            if (!put_model_instance(&c, &next[nnext])) return;
+            nnext++;
         }
         /* Drop most references to the level below (now held by the parents). */
         for (unsigned i = 0; i < nlevel; i++) {
