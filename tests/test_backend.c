@@ -177,7 +177,13 @@ static int thin_write(void *ctx, const cap_hash_t *h, const uint8_t *b, size_t n
 {
     int *calls = ctx;
     (*calls)++;
-    return g_inner->write(g_inner->ctx, h, b, n, err);
+    return cap_backend_write(g_inner, h, b, n, err);
+}
+static int thin_batch(void *ctx, const cap_backend_item_t *items, size_t n, cap_err_t *err)
+{
+    int *calls = ctx;
+    (*calls)++;
+    return cap_backend_write_batch(g_inner, items, n, err);
 }
 static int bad_read(void *ctx, const cap_hash_t *h, const cap_alloc_t *a, uint8_t **b, size_t *n,
                     cap_err_t *err)
@@ -249,6 +255,17 @@ static void test_table_checks(void)
     CHECK_EQ_INT(cap_backend_write_batch(&t, items, 3, &e), CAP_OK);
     CHECK_EQ_INT(writes, 3);
     CHECK_EQ_INT(cap_mem_backend_count(g_inner), 5);
+    /* write falls back on write_batch, a batch of one. */
+    cap_backend_t tb = t;
+    tb.write = NULL;
+    tb.write_batch = thin_batch;
+    CHECK_EQ_INT(cap_backend_check(&tb, &e), CAP_OK);
+    writes = 0;
+    cap_hash_t hb = test_rng_hash(&rng);
+    CHECK_EQ_INT(cap_backend_write(&tb, &hb, &v, 1, &e), CAP_OK);
+    CHECK_EQ_INT(writes, 1);
+    CHECK_EQ_INT(cap_backend_exists(&tb, &hb, &e), CAP_OK);
+    CHECK_EQ_INT(cap_mem_backend_count(g_inner), 6);
     /* No iterate entry. */
     collect_t c = {0, 0, 0};
     memset(&e, 0, sizeof e);

@@ -168,7 +168,7 @@ int cap_fault_backend_new(cap_backend_t *inner, bool own_inner, cap_backend_t **
     t.flags = inner->flags;
     t.ctx = f;
     t.read = fault_read;
-    t.write = inner->write ? fault_write : NULL;
+    t.write = fault_write; /* the inner backend's wrapper picks write or a batch of one */
     t.write_batch = fault_write_batch;
     t.flush = fault_flush;
     t.exists = fault_exists;

@@ -152,15 +152,6 @@ static int mem_write_batch(void *ctx, const cap_backend_item_t *items, size_t n,
     return CAP_OK;
 }
 
-static int mem_write(void *ctx, const cap_hash_t *h, const uint8_t *bytes, size_t n, cap_err_t *err)
-{
-    cap_backend_item_t it;
-    it.hash = *h;
-    it.bytes = bytes;
-    it.n = n;
-    return mem_write_batch(ctx, &it, 1, err);
-}
-
 static int mem_iterate(void *ctx, cap_backend_iter_fn fn, void *arg, cap_err_t *err)
 {
     (void)err;
@@ -202,7 +193,6 @@ int cap_mem_backend_new(const cap_alloc_t *a, cap_backend_t **out)
     t.name = "mem";
     t.ctx = m;
     t.read = mem_read;
-    t.write = mem_write;
     t.write_batch = mem_write_batch;
     t.exists = mem_exists;
     t.iterate = mem_iterate;

@@ -390,14 +390,6 @@ static int put_items(lmdb_backend_t *b, const cap_backend_item_t *items, size_t 
     return out;
 }
 
-static int lm_write(void *ctx, const cap_hash_t *h, const uint8_t *bytes, size_t n, cap_err_t *err)
-{
-    cap_backend_item_t it;
-    it.hash = *h;
-    it.bytes = bytes;
-    it.n = n;
-    return put_items(ctx, &it, 1, err);
-}
 
 static int lm_write_batch(void *ctx, const cap_backend_item_t *items, size_t n, cap_err_t *err)
 {
@@ -612,7 +604,6 @@ int cap_lmdb_open(const char *path, const cap_lmdb_options_t *opt, cap_backend_t
     t.flags = (readonly ? CAP_BACKEND_READONLY : 0u) | ((o.flags & CAP_LMDB_TRUSTED) ? CAP_BACKEND_TRUSTED : 0u);
     t.ctx = b;
     t.read = lm_read;
-    t.write = readonly ? NULL : lm_write;
     t.write_batch = readonly ? NULL : lm_write_batch;
     t.flush = lm_flush;
     t.exists = lm_exists;

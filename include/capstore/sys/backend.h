@@ -77,14 +77,15 @@ struct cap_backend {
     int (*read)(void *ctx, const cap_hash_t *h, const cap_alloc_t *a, uint8_t **bytes, size_t *n,
                 cap_err_t *err);
 
-    /** Required unless the backend is read-only. Store `n` bytes under `h`
-     * (write-through: durable when it returns CAP_OK, if the backend is
-     * durable at all). Idempotent. */
+    /** Store `n` bytes under `h` (write-through: durable when it returns
+     * CAP_OK, if the backend is durable at all). Idempotent. A writable
+     * backend has `write`, `write_batch` or both; NULL here: the wrapper
+     * writes one item as a batch of one. */
     int (*write)(void *ctx, const cap_hash_t *h, const uint8_t *bytes, size_t n, cap_err_t *err);
 
-    /** Optional. Store `n` items in one transaction: on CAP_OK all of them
-     * are stored (and durable), on failure none of them is. NULL: the
-     * wrapper writes the items one by one (not atomic). */
+    /** Store `n` items in one transaction: on CAP_OK all of them are
+     * stored (and durable), on failure none of them is. NULL: the wrapper
+     * writes the items one by one with `write` (not atomic). */
     int (*write_batch)(void *ctx, const cap_backend_item_t *items, size_t n, cap_err_t *err);
 
     /** Optional. Make every write that returned CAP_OK durable (for backends
@@ -114,7 +115,7 @@ struct cap_backend {
 #define CAP_BACKEND_INIT {CAP_BACKEND_VERSION, 0u, (const char *)0, (void *)0, 0, 0, 0, 0, 0, 0, 0}
 
 /** CAP_OK if the table is usable: version 1..CAP_BACKEND_VERSION and `read`
- * set (and `write` unless CAP_BACKEND_READONLY). Else CAP_EINVAL with
+ * set (and `write` or `write_batch` unless CAP_BACKEND_READONLY). Else CAP_EINVAL with
  * err->what naming the problem. The store checks this when a backend is
  * attached. */
 int cap_backend_check(const cap_backend_t *b, cap_err_t *err);

@@ -52,7 +52,7 @@ int cap_backend_check(const cap_backend_t *b, cap_err_t *err)
     if (b->version == 0 || b->version > CAP_BACKEND_VERSION)
         return cap_backend_fail(err, CAP_EINVAL, "unknown backend table version");
     if (!b->read) return cap_backend_fail(err, CAP_EINVAL, "backend has no read function");
-    if (!b->write && !(b->flags & CAP_BACKEND_READONLY))
+    if (!b->write && !b->write_batch && !(b->flags & CAP_BACKEND_READONLY))
         return cap_backend_fail(err, CAP_EINVAL, "writable backend has no write function");
     clear_err(err);
     return CAP_OK;
@@ -84,10 +84,15 @@ int cap_backend_write(const cap_backend_t *b, const cap_hash_t *h, const uint8_t
     if (!b || !h || (!bytes && n)) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
     int rc = cap_backend_check(b, err);
     if (rc != CAP_OK) return rc;
-    if ((b->flags & CAP_BACKEND_READONLY) || !b->write)
+    if ((b->flags & CAP_BACKEND_READONLY) || (!b->write && !b->write_batch))
         return cap_backend_fail(err, CAP_EBACKEND, "read-only");
     clear_err(err);
-    return settle_rc(b->write(b->ctx, h, bytes, n, err), err);
+    if (b->write) return settle_rc(b->write(b->ctx, h, bytes, n, err), err);
+    cap_backend_item_t it; /* a backend with write_batch only: a batch of one */
+    it.hash = *h;
+    it.bytes = bytes;
+    it.n = n;
+    return settle_rc(b->write_batch(b->ctx, &it, 1, err), err);
 }
 
 int cap_backend_write_batch(const cap_backend_t *b, const cap_backend_item_t *items, size_t n,
@@ -96,7 +101,7 @@ int cap_backend_write_batch(const cap_backend_t *b, const cap_backend_item_t *it
     if (!b || (!items && n)) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
     int rc = cap_backend_check(b, err);
     if (rc != CAP_OK) return rc;
-    if ((b->flags & CAP_BACKEND_READONLY) || !b->write)
+    if ((b->flags & CAP_BACKEND_READONLY) || (!b->write && !b->write_batch))
         return cap_backend_fail(err, CAP_EBACKEND, "read-only");
     clear_err(err);
     if (n == 0) return CAP_OK;
