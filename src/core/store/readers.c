@@ -16,11 +16,6 @@
  * in the single total order and see the removal. */
 #include "store/store_internal.h"
 
-size_t store_readers_size(void)
-{
-    return sizeof(store_readers_t);
-}
-
 void store_readers_init(store_readers_t *r)
 {
     atomic_init(&r->epoch, 0);

@@ -77,7 +77,7 @@ static int setup_tables(cap_store_t *s)
     const cap_alloc_t *a = s->alloc;
     size_t stride = lock_stride(s);
     size_t shards_bytes = STORE_SHARDS * sizeof(store_shard_slot_t);
-    size_t readers_bytes = (store_readers_size() + STORE_LINE - 1) / STORE_LINE * STORE_LINE;
+    size_t readers_bytes = (sizeof(store_readers_t) + STORE_LINE - 1) / STORE_LINE * STORE_LINE;
     size_t size = shards_bytes + readers_bytes + STORE_SHARDS * stride;
     unsigned char *block = a->allocate(a->ctx, size);
     if (!block)

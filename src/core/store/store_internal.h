@@ -225,7 +225,6 @@ void store_spin_pause(void);
 
 /* readers.c --------------------------------------------------------------------------------- */
 
-size_t store_readers_size(void);
 void store_readers_init(store_readers_t *r);
 
 /* Enter a read section; pass what it returns to store_read_exit. Loads
