@@ -436,11 +436,14 @@ static inline __attribute__((always_inline)) int probe_lockfree(cap_store_t *s, 
     return PROBE_ABSENT;
 }
 
-int store_blob_get(cap_store_t *s, const cap_hash_t *h, cap_t **out, cap_err_t *err)
+/* What the lock-free probe could not answer: a store not yet set up (only
+ * a backend can have anything then), a probe that overlapped a deletion,
+ * or a miss for the backends. Apart from the fast path so that a plain hit
+ * or miss saves no registers for it. */
+static __attribute__((noinline)) int blob_get_slow(cap_store_t *s, const cap_hash_t *h, cap_t **out,
+                                      cap_err_t *err)
 {
-    if (CAP_UNLIKELY(!store_is_ready(s))) {
-        /* An empty store: only a backend can have it (and then the tables
-         * are needed to publish it). */
+    if (!store_is_ready(s)) {
         if (!store_backend_count(s))
             goto missing;
         int rc = store_ensure_ready(s);
@@ -449,12 +452,6 @@ int store_blob_get(cap_store_t *s, const cap_hash_t *h, cap_t **out, cap_err_t *
     }
     uint64_t mix = store_blob_mix(s, h);
     store_shard_t *sh = store_shard(s, store_blob_shard(mix));
-    int probe = probe_lockfree(s, sh, h, mix, out);
-    if (CAP_LIKELY(probe == PROBE_FOUND))
-        return CAP_OK;
-    if (probe == PROBE_ABSENT && CAP_LIKELY(!store_backend_count(s)))
-        goto missing;
-    /* Unsure (a deletion moved slots meanwhile), or a miss for the backends. */
     store_lock(s, sh->lock);
     size_t i = store_blob_find(sh, h, mix);
     if (i != SIZE_MAX) {
@@ -473,6 +470,25 @@ missing:
     return store_fail(err, CAP_EBLOBMISSING, "in no tier and no backend");
 }
 
+static inline __attribute__((always_inline)) int blob_get(cap_store_t *s, const cap_hash_t *h,
+                                                          cap_t **out, cap_err_t *err)
+{
+    if (CAP_LIKELY(store_is_ready(s))) {
+        uint64_t mix = store_blob_mix(s, h);
+        int probe = probe_lockfree(s, store_shard(s, store_blob_shard(mix)), h, mix, out);
+        if (CAP_LIKELY(probe == PROBE_FOUND))
+            return CAP_OK;
+        if (probe == PROBE_ABSENT && CAP_LIKELY(!store_backend_count(s)))
+            return store_fail(err, CAP_EBLOBMISSING, "in no tier and no backend");
+    }
+    return blob_get_slow(s, h, out, err);
+}
+
+int store_blob_get(cap_store_t *s, const cap_hash_t *h, cap_t **out, cap_err_t *err)
+{
+    return blob_get(s, h, out, err);
+}
+
 int cap_store_get_blob(cap_store_t *s, const cap_hash_t *h, cap_t **out)
 {
     if (!out)
@@ -480,7 +496,7 @@ int cap_store_get_blob(cap_store_t *s, const cap_hash_t *h, cap_t **out)
     *out = (cap_t *)0;
     if (!s || !h)
         return CAP_EINVAL;
-    return store_blob_get(s, h, out, (cap_err_t *)0);
+    return blob_get(s, h, out, (cap_err_t *)0);
 }
 
 int cap_store_fetch_blob(cap_store_t *s, const cap_hash_t *h, cap_t **out, cap_err_t *err)
