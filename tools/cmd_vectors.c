@@ -1,8 +1,11 @@
-/* capstore vectors FILE...: check caps.txt-format conformance vectors.
+/* capstore vectors FILE...: check conformance vectors (caps.txt and
+ * ssz-basic.txt formats, line by line).
  *
  * Each non-blank, non-comment line is either
  *   <name> <cap-hash-hex> <wire-hex>   decode, hash must match, re-encoding must be identical
  *   <name> reject <wire-hex>           decoding must fail with CAP_EDECODE
+ *   <name> <root-hex> <input-hex>      a merkleization vector (ssz-basic.txt), known by the
+ *                                      prefix of its name (vectors_ssz.h): the root must match
  * One line is printed per failure, then "N passed, N failed". Exit 0 when
  * everything passed, 1 on a failure or an unreadable file, 2 on usage error. */
 #include <errno.h>
@@ -14,16 +17,22 @@
 #include "capstore/capstore.h"
 #include "capstore/host.h"
 #include "cli.h"
+#include "vectors_ssz.h"
 
 static void vectors_usage(FILE *f)
 {
     fprintf(f,
             "usage: capstore vectors FILE...\n"
             "\n"
-            "Check conformance vector files in the caps.txt format ('-' reads standard input).\n"
-            "Each line is '<name> <cap-hash-hex> <wire-hex>' (decode, compare the cap hash,\n"
-            "re-encode and compare the bytes) or '<name> reject <wire-hex>' (decoding must fail\n"
-            "with a decode error). Lines starting with '#' and blank lines are ignored.\n"
+            "Check conformance vector files ('-' reads standard input), in the formats of\n"
+            "caps.txt and ssz-basic.txt. Each line is '<name> <cap-hash-hex> <wire-hex>'\n"
+            "(decode, compare the cap hash, re-encode and compare the bytes), '<name> reject\n"
+            "<wire-hex>' (decoding must fail with a decode error), or a merkleization vector\n"
+            "'<name> <root-hex> <input-hex>' whose name starts with node_hash_, zero_hash_,\n"
+            "list_uint8_, list_uint32_, vector_uint64_13_, list_bytes32_65536_,\n"
+            "list_bytes32_2p32_, bytevector_<n>_, mix_in_length_ or mix_in_selector_ (the\n"
+            "input's hash_tree_root must be the root). Lines starting with '#' and blank\n"
+            "lines are ignored.\n"
             "Prints one line per failure, then 'N passed, N failed'.\n"
             "Exit status: 0 all passed, 1 a check failed or a file could not be read, 2 usage.\n");
 }
@@ -108,7 +117,7 @@ static void check_line(tally_t *t, const char *where, char *line)
     char *wire_hex = next_field(&cur);
     char *extra = wire_hex ? next_field(&cur) : NULL;
     if (!expect || !wire_hex || extra) {
-        fail_line(t, where, name, "%s", "malformed line (want: <name> <hash-hex>|reject <wire-hex>)");
+        fail_line(t, where, name, "%s", "malformed line (want: <name> <hash-hex>|reject <hex>)");
         return;
     }
     int reject = strcmp(expect, "reject") == 0;
@@ -119,7 +128,7 @@ static void check_line(tally_t *t, const char *where, char *line)
         int oom;
         if (unhex(expect, &h, &hn, &oom) != 0 || hn != 32) {
             if (h) free(h);
-            fail_line(t, where, name, "%s", oom ? "out of memory" : "malformed cap hash (want 64 hex digits)");
+            fail_line(t, where, name, "%s", oom ? "out of memory" : "malformed hash or root (want 64 hex digits)");
             return;
         }
         memcpy(want_hash, h, 32);
@@ -129,8 +138,29 @@ static void check_line(tally_t *t, const char *where, char *line)
     size_t n;
     int oom;
     if (unhex(wire_hex, &wire, &n, &oom) != 0) {
-        fail_line(t, where, name, "%s", oom ? "out of memory" : "malformed wire hex");
+        fail_line(t, where, name, "%s", oom ? "out of memory" : "malformed wire or input hex");
         return;
+    }
+
+    if (!reject) {
+        uint8_t root[32];
+        const char *why;
+        int rc = vectors_ssz_root(name, wire, n, root, &why);
+        if (rc != VECTORS_SSZ_NOT_SSZ) {
+            if (rc == VECTORS_SSZ_NOMEM) {
+                fail_line(t, where, name, "%s", "out of memory");
+            } else if (rc == VECTORS_SSZ_BAD_INPUT) {
+                fail_line(t, where, name, "malformed input: %s", why);
+            } else if (memcmp(root, want_hash, 32) != 0) {
+                char hx[65];
+                hexstr(root, 32, hx);
+                fail_line(t, where, name, "root mismatch: got %s", hx);
+            } else {
+                t->passed++;
+            }
+            free(wire);
+            return;
+        }
     }
 
     const cap_alloc_t *a = cap_alloc_libc();
