@@ -126,13 +126,10 @@ static int vec_push(const cap_alloc_t *a, hash_vec_t *w, const cap_hash_t *h)
         size_t ncap = w->cap ? w->cap * 2 : 64;
         if (ncap > SIZE_MAX / sizeof(cap_hash_t))
             return CAP_ENOMEM;
-        cap_hash_t *nv = a->allocate(a->ctx, ncap * sizeof *nv);
+        cap_hash_t *nv = w->v ? a->reallocate(a->ctx, w->v, w->cap * sizeof *nv, ncap * sizeof *nv)
+                              : a->allocate(a->ctx, ncap * sizeof *nv);
         if (!nv)
             return CAP_ENOMEM;
-        if (w->v) {
-            cap_memcpy(nv, w->v, w->n * sizeof *nv);
-            a->deallocate(a->ctx, w->v, w->cap * sizeof *nv);
-        }
         w->v = nv;
         w->cap = ncap;
     }
