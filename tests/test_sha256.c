@@ -17,7 +17,7 @@ static void rng_fill(uint8_t *p, size_t n)
 
 static const char *kernel_name(cap_sha256_kernel_t k)
 {
-    return k == CAP_SHA256_SHANI ? "shani" : "portable";
+    return k == CAP_SHA256_SHANI_AVX ? "shani-avx" : k == CAP_SHA256_SHANI ? "shani" : "portable";
 }
 
 /* n random nodes through kernel k, out-of-place at the given misalignments
@@ -155,12 +155,16 @@ int main(int argc, char **argv)
     char path[4096];
     check_shared_path(argc, argv, "vectors/ssz-basic.txt", path, sizeof path);
 
-    bool has_shani = cap_sha256_cpu_has_shani();
+    bool has_shani = cap_sha256_cpu_has_shani(), has_avx = cap_sha256_cpu_has_shani_avx();
     bool shani_built = cap_sha256_nodes_with(CAP_SHA256_SHANI, NULL, NULL, 0) == CAP_OK;
-    cap_sha256_kernel_t best = has_shani ? CAP_SHA256_SHANI : CAP_SHA256_PORTABLE;
-    printf("sha256: cpu has SHA-NI: %s; SHA-NI kernel built: %s\n", has_shani ? "yes" : "no",
-           shani_built ? "yes" : "no");
-    CHECK(!has_shani || shani_built); /* the probe only reports what the build can use */
+    bool avx_built = cap_sha256_nodes_with(CAP_SHA256_SHANI_AVX, NULL, NULL, 0) == CAP_OK;
+    cap_sha256_kernel_t best = has_avx ? CAP_SHA256_SHANI_AVX : has_shani ? CAP_SHA256_SHANI : CAP_SHA256_PORTABLE;
+    printf("sha256: cpu has SHA-NI: %s, with AVX: %s; SHA-NI kernels built: %s\n", has_shani ? "yes" : "no",
+           has_avx ? "yes" : "no", shani_built ? "yes" : "no");
+    /* The probes only report what the build can use; AVX alone is not enough. */
+    CHECK(!has_shani || shani_built);
+    CHECK(!has_avx || (avx_built && has_shani));
+    CHECK_EQ_INT(shani_built, avx_built); /* both encodings or neither */
 
     /* Before any selection the first hash settles the kernel from the CPU. */
     uint8_t zero[64] = {0}, d[32], ref[32];
@@ -169,7 +173,8 @@ int main(int argc, char **argv)
     CHECK_MEM(d, ref, 32);
     CHECK_EQ_INT(cap_sha256_selected(), best);
 
-    /* CAPSTORE_SHA256 (the test runs once unset, once with "portable"). */
+    /* CAPSTORE_SHA256 (the test runs once unset, once with "portable", once
+     * with "shani"). */
     const char *env = getenv("CAPSTORE_SHA256");
     int rc = cap_sha256_select_from_env();
     printf("sha256: CAPSTORE_SHA256=%s -> %s\n", env ? env : "(unset)", kernel_name(cap_sha256_selected()));
@@ -178,6 +183,9 @@ int main(int argc, char **argv)
         CHECK_EQ_INT(cap_sha256_selected(), CAP_SHA256_PORTABLE);
     } else if (env && strcmp(env, "shani") == 0) {
         CHECK_EQ_INT(rc, has_shani ? CAP_OK : CAP_EINVAL);
+        CHECK_EQ_INT(cap_sha256_selected(), has_shani ? CAP_SHA256_SHANI : best);
+    } else if (env && strcmp(env, "shani-avx") == 0) {
+        CHECK_EQ_INT(rc, has_avx ? CAP_OK : CAP_EINVAL);
         CHECK_EQ_INT(cap_sha256_selected(), best);
     } else if (!env || !*env || strcmp(env, "auto") == 0) {
         CHECK_EQ_INT(rc, CAP_OK);
@@ -192,6 +200,9 @@ int main(int argc, char **argv)
     CHECK_EQ_INT(cap_sha256_selected(), CAP_SHA256_PORTABLE);
     setenv("CAPSTORE_SHA256", "shani", 1);
     CHECK_EQ_INT(cap_sha256_select_from_env(), has_shani ? CAP_OK : CAP_EINVAL);
+    CHECK_EQ_INT(cap_sha256_selected(), has_shani ? CAP_SHA256_SHANI : best);
+    setenv("CAPSTORE_SHA256", "shani-avx", 1);
+    CHECK_EQ_INT(cap_sha256_select_from_env(), has_avx ? CAP_OK : CAP_EINVAL);
     CHECK_EQ_INT(cap_sha256_selected(), best);
     setenv("CAPSTORE_SHA256", "bogus", 1);
     CHECK_EQ_INT(cap_sha256_select_from_env(), CAP_EINVAL);
@@ -212,15 +223,17 @@ int main(int argc, char **argv)
     CHECK_EQ_INT(cap_sha256_nodes_with((cap_sha256_kernel_t)7, d, zero, 1), CAP_EINVAL);
     if (!shani_built) {
         CHECK_EQ_INT(cap_sha256_select(CAP_SHA256_SHANI), CAP_EINVAL);
+        CHECK_EQ_INT(cap_sha256_select(CAP_SHA256_SHANI_AVX), CAP_EINVAL);
         CHECK_EQ_INT(cap_sha256_selected(), from_env);
     }
 
-    cap_sha256_kernel_t kernels[2] = {CAP_SHA256_PORTABLE, CAP_SHA256_SHANI};
-    for (int i = 0; i < 2; i++) {
+    cap_sha256_kernel_t kernels[3] = {CAP_SHA256_PORTABLE, CAP_SHA256_SHANI, CAP_SHA256_SHANI_AVX};
+    for (int i = 0; i < 3; i++) {
         cap_sha256_kernel_t k = kernels[i];
-        if (k == CAP_SHA256_SHANI && !(shani_built && has_shani)) {
-            printf("sha256: SKIP the SHA-NI kernel: %s\n",
-                   shani_built ? "this CPU lacks the SHA extensions" : "not built");
+        bool runs = k == CAP_SHA256_PORTABLE || (k == CAP_SHA256_SHANI ? has_shani : has_avx);
+        if (!runs) {
+            printf("sha256: SKIP the %s kernel: %s\n", kernel_name(k),
+                   shani_built ? "this CPU lacks the instructions" : "not built");
             continue;
         }
         int before = check_failures;

@@ -215,7 +215,10 @@ static int check_inline_rule(const char *name, const cap_t *c, const uint8_t wan
 
 int main(int argc, char **argv)
 {
-    CHECK_EQ_INT(cap_sha256_select_from_env(), CAP_OK);
+    /* CAP_EINVAL only for a SHA-NI request this CPU cannot run (the best
+     * kernel it has runs instead). */
+    int selected = cap_sha256_select_from_env();
+    CHECK(selected == CAP_OK || !cap_sha256_cpu_has_shani_avx());
     char path[4096];
     check_shared_path(argc, argv, "vectors/caps.txt", path, sizeof path);
     test_alloc_init(&ta);

@@ -17,9 +17,11 @@ const cap_alloc_t *cap_alloc_libc(void);
 const cap_lock_hooks_t *cap_lock_pthread(void);
 
 /** Select the SHA-256 kernel from the environment variable CAPSTORE_SHA256:
- * "portable" forces the portable kernel, "shani" asks for SHA-NI (falls back
- * to portable with CAP_EINVAL when the CPU lacks it), unset or "auto" probes
- * the CPU. Returns CAP_OK or CAP_EINVAL (unknown value or unsupported). */
+ * "portable" forces the portable kernel, "shani" and "shani-avx" ask for a
+ * SHA-NI kernel (CAP_SHA256_SHANI, CAP_SHA256_SHANI_AVX; when the CPU lacks
+ * it, the best kernel it has runs and the call returns CAP_EINVAL), unset or
+ * "auto" probes the CPU for the best one. Returns CAP_OK or CAP_EINVAL
+ * (unknown value or unsupported). */
 int cap_sha256_select_from_env(void);
 
 /** 16 random bytes from the OS (getrandom), for table-hash seeds. */

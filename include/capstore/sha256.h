@@ -14,8 +14,11 @@ extern "C" {
 
 /** Kernel implementations. */
 typedef enum cap_sha256_kernel {
-    CAP_SHA256_PORTABLE = 0, /**< plain C, always built, always available */
-    CAP_SHA256_SHANI = 1     /**< x86 SHA extensions (needs SHA, SSSE3, SSE4.1) */
+    CAP_SHA256_PORTABLE = 0,  /**< plain C, always built, always available */
+    CAP_SHA256_SHANI = 1,     /**< x86 SHA extensions (needs SHA, SSSE3, SSE4.1) */
+    CAP_SHA256_SHANI_AVX = 2  /**< the same kernel in the VEX encoding (fewer
+                                   instructions; needs also AVX, enabled by the
+                                   OS): the default where the CPU has it */
 } cap_sha256_kernel_t;
 
 /** SHA-256 of one 64-byte input. `out` may alias `in`. */
@@ -32,21 +35,27 @@ void cap_sha256_pair(uint8_t out[32], const uint8_t left[32], const uint8_t righ
 void cap_sha256_nodes(uint8_t *out, const uint8_t *in, size_t n);
 
 /** Select the kernel for the whole process (the one piece of process-wide
- * state; atomic). Returns CAP_EINVAL if the CPU build cannot use `k`
- * (CAP_SHA256_SHANI on a non-x86 build, or when the build forces portable).
- * The guest kernel, which cannot probe the CPU, calls this explicitly.
- * It does not check that the CPU supports the instructions: see
- * cap_sha256_cpu_has_shani(). */
+ * state; atomic). Returns CAP_EINVAL if the build cannot use `k` (a SHA-NI
+ * kernel on a non-x86 build, or when the build forces portable). The guest
+ * kernel, which cannot probe the CPU, calls this explicitly. It does not
+ * check that the CPU supports the instructions: see cap_sha256_cpu_has_shani()
+ * and cap_sha256_cpu_has_shani_avx(). */
 int cap_sha256_select(cap_sha256_kernel_t k);
 
-/** The kernel in use. Before any selection, the first hash resolves it:
- * SHA-NI when the build probes the CPU (CAP_SHA256_PROBE_CPU, on in the host
- * build) and the CPU has it, else portable. */
+/** The kernel in use. Before any selection, the first hash resolves it when
+ * the build probes the CPU (CAP_SHA256_PROBE_CPU, on in the host build):
+ * CAP_SHA256_SHANI_AVX if the CPU has it, else CAP_SHA256_SHANI if it has
+ * that, else portable (always portable without the probe). */
 cap_sha256_kernel_t cap_sha256_selected(void);
 
 /** Whether this CPU has the SHA extensions (cpuid). Always false when the
  * build does not probe (the guest). */
 bool cap_sha256_cpu_has_shani(void);
+
+/** Whether this CPU can run CAP_SHA256_SHANI_AVX: the SHA extensions, AVX,
+ * and an OS that saves the AVX registers (cpuid, xgetbv). Always false when
+ * the build does not probe. */
+bool cap_sha256_cpu_has_shani_avx(void);
 
 /** Direct access to one kernel regardless of the selection (tests and
  * benchmarks compare them). Returns CAP_EINVAL if `k` is not built. */

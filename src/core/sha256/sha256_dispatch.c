@@ -32,6 +32,24 @@ bool cap_sha256_cpu_has_shani(void)
 #endif
 }
 
+bool cap_sha256_cpu_has_shani_avx(void)
+{
+#if CAP_SHA256_HAVE_SHANI && defined(CAP_SHA256_PROBE_CPU)
+    unsigned a, b, c, d;
+    if (!cap_sha256_cpu_has_shani() || !__get_cpuid(1, &a, &b, &c, &d)) return false;
+    bool osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    if (!osxsave || !avx) return false;
+    /* The OS must save the SSE and AVX state (XCR0 bits 1 and 2), or every
+     * VEX instruction faults. */
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+    return (lo & 6u) == 6u;
+#else
+    return false;
+#endif
+}
+
 static nodes_fn kernel_fn(cap_sha256_kernel_t k)
 {
     switch (k) {
@@ -40,6 +58,8 @@ static nodes_fn kernel_fn(cap_sha256_kernel_t k)
 #if CAP_SHA256_HAVE_SHANI
     case CAP_SHA256_SHANI:
         return cap_sha256_nodes_shani;
+    case CAP_SHA256_SHANI_AVX:
+        return cap_sha256_nodes_shani_avx;
 #endif
     default:
         return NULL;
@@ -53,7 +73,9 @@ static nodes_fn current_resolved(void)
 {
     nodes_fn f = atomic_load_explicit(&current, memory_order_relaxed);
     if (CAP_LIKELY(f != nodes_resolve)) return f;
-    nodes_fn def = kernel_fn(cap_sha256_cpu_has_shani() ? CAP_SHA256_SHANI : CAP_SHA256_PORTABLE);
+    nodes_fn def = kernel_fn(cap_sha256_cpu_has_shani_avx() ? CAP_SHA256_SHANI_AVX
+                             : cap_sha256_cpu_has_shani()   ? CAP_SHA256_SHANI
+                                                            : CAP_SHA256_PORTABLE);
     if (atomic_compare_exchange_strong_explicit(&current, &f, def, memory_order_relaxed,
                                                 memory_order_relaxed))
         return def;
@@ -72,7 +94,13 @@ int cap_sha256_select(cap_sha256_kernel_t k)
 
 cap_sha256_kernel_t cap_sha256_selected(void)
 {
-    return current_resolved() == cap_sha256_nodes_portable ? CAP_SHA256_PORTABLE : CAP_SHA256_SHANI;
+    nodes_fn f = current_resolved();
+#if CAP_SHA256_HAVE_SHANI
+    if (f == cap_sha256_nodes_shani) return CAP_SHA256_SHANI;
+    if (f == cap_sha256_nodes_shani_avx) return CAP_SHA256_SHANI_AVX;
+#endif
+    (void)f;
+    return CAP_SHA256_PORTABLE;
 }
 
 int cap_sha256_nodes_with(cap_sha256_kernel_t k, uint8_t *out, const uint8_t *in, size_t n)

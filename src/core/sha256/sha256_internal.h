@@ -30,6 +30,7 @@ extern _Alignas(16) const uint32_t cap_sha256_pad_wk[64];
 __attribute__((visibility("hidden"))) void cap_sha256_nodes_portable(uint8_t *out, const uint8_t *in, size_t n);
 #if CAP_SHA256_HAVE_SHANI
 __attribute__((visibility("hidden"))) void cap_sha256_nodes_shani(uint8_t *out, const uint8_t *in, size_t n);
+__attribute__((visibility("hidden"))) void cap_sha256_nodes_shani_avx(uint8_t *out, const uint8_t *in, size_t n);
 #endif
 
 #endif

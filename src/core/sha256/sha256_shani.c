@@ -14,14 +14,14 @@
  *
  * The second block of every node is the constant padding block; its W + K is
  * the precomputed cap_sha256_pad_wk. Only the functions here are compiled
- * for the SHA target, so the rest of the build needs no -msha. */
+ * for the SHA target, so the rest of the build needs no -msha; they are
+ * written once (sha256_shani_kernels.h) and compiled twice, with the legacy
+ * SSE and with the VEX (AVX) encoding (see the end of this file). */
 #include "sha256/sha256_internal.h"
 
 #if CAP_SHA256_HAVE_SHANI
 
 #include <immintrin.h>
-
-#define SHANI_TARGET __attribute__((target("sha,sse4.1,ssse3")))
 
 /* The SHA instructions keep the state as ABEF and CDGH (lane 3 holds the
  * first letter). The initial value in that layout. */
@@ -114,11 +114,6 @@ static _Alignas(16) const uint32_t iv_cdgh[4] = {0x5be0cd19u, 0x1f83d9abu, 0xa54
     FOR(G_PAD, 12) FOR(G_PAD, 13) FOR(G_PAD, 14) FOR(G_PAD, 15)                                   \
     FOR(STORE, _)
 
-static SHANI_TARGET void group4(uint8_t *out, const uint8_t *in) { GROUP(FOR4) }
-static SHANI_TARGET void group3(uint8_t *out, const uint8_t *in) { GROUP(FOR3) }
-static SHANI_TARGET void group2(uint8_t *out, const uint8_t *in) { GROUP(FOR2) }
-static SHANI_TARGET void group1(uint8_t *out, const uint8_t *in) { GROUP(FOR1) }
-
 /* ---- The pipelined stream ------------------------------------------------------------- */
 
 /* Scheduling node l of the next group (input nin) into nx[64 * l + t]
@@ -155,80 +150,30 @@ static SHANI_TARGET void group1(uint8_t *out, const uint8_t *in) { GROUP(FOR1) }
     s0_##l = iv0;                                                                                 \
     s1_##l = iv1;
 
-/* `groups` groups of four nodes. Group g + 1's inputs are read during group
- * g, before group g's digests are stored; with out == in those digests land
- * at or below group g's own inputs, so in-place use stays safe. */
-static SHANI_TARGET void stream4(uint8_t *out, const uint8_t *in, size_t groups)
-{
-    SHANI_CONSTS
-    _Alignas(16) uint32_t wk[2][4 * 64];
-    __m128i x0, x1, x2, x3;
-    {
-        uint32_t *nx = wk[0];
-        const uint8_t *nin = in;
-        FOR4(X_NODE, _)
-    }
-    for (size_t g = 0; g < groups; g++, in += 256, out += 128) {
-        const uint32_t *cu = wk[g & 1];
-        uint32_t *nx = wk[(g + 1) & 1];
-        /* The last group schedules itself once more, unused: cheaper than a
-         * second copy of the loop body. */
-        const uint8_t *nin = g + 1 < groups ? in + 256 : in;
-        __m128i s0_0, s1_0, s0_1, s1_1, s0_2, s1_2, s0_3, s1_3;
-        __m128i h0_0, h1_0, h0_1, h1_1, h0_2, h1_2, h0_3, h1_3;
-        FOR4(S_INIT, _)
-        B1(0, X0(0)) B1(1, X1(0)) B1(2, X2(0)) B1(3, X3(0))
-        B1(4, X4(0)) B1(5, X5(0)) B1(6, X6(0)) B1(7, X7(0))
-        B1(8, X0(1)) B1(9, X1(1)) B1(10, X2(1)) B1(11, X3(1))
-        B1(12, X4(1)) B1(13, X5(1)) B1(14, X6(1)) B1(15, X7(1))
-        FOR4(MID, _)
-        B2(0, X0(2)) B2(1, X1(2)) B2(2, X2(2)) B2(3, X3(2))
-        B2(4, X4(2)) B2(5, X5(2)) B2(6, X6(2)) B2(7, X7(2))
-        B2(8, X0(3)) B2(9, X1(3)) B2(10, X2(3)) B2(11, X3(3))
-        B2(12, X4(3)) B2(13, X5(3)) B2(14, X6(3)) B2(15, X7(3))
-        FOR4(STORE, _)
-    }
-}
-
 /* Below this many groups the stream's unoverlapped first schedule costs more
  * than it saves (measured on Zen 3). */
 #define STREAM_MIN_GROUPS 4
 
-void cap_sha256_nodes_shani(uint8_t *out, const uint8_t *in, size_t n)
-{
-    /* Tails: a group of k costs about max(k, 2) node times (two nodes in
-     * flight cover the round latency), so 3 nodes go as one group of three
-     * and 5 as 3 + 2 rather than 4 + 1. */
-    size_t groups = n / 4, tail = n % 4;
-    if (tail == 1 && groups) {
-        groups--;
-        tail = 5;
-    }
-    if (groups >= STREAM_MIN_GROUPS) {
-        stream4(out, in, groups);
-    } else {
-        for (size_t g = 0; g < groups; g++) group4(out + 128 * g, in + 256 * g);
-    }
-    size_t i = 4 * groups;
-    out += 32 * i;
-    in += 64 * i;
-    switch (tail) {
-    case 5:
-        group3(out, in);
-        group2(out + 96, in + 192);
-        break;
-    case 3:
-        group3(out, in);
-        break;
-    case 2:
-        group2(out, in);
-        break;
-    case 1:
-        group1(out, in);
-        break;
-    default:
-        break;
-    }
-}
+/* The kernels, compiled twice. The legacy SSE encoding runs on every CPU
+ * with the SHA extensions (some, such as Goldmont, have no AVX). The VEX
+ * encoding of the same code has three-operand forms, so the register copies
+ * that the destructive SSE forms need go: about 12% fewer instructions per
+ * node. That is free while the SHA unit is the limit, and worth about 10%
+ * when the core's front end is shared (a busy SMT sibling). */
+#define SHANI_TARGET __attribute__((target("sha,sse4.1,ssse3")))
+#define SHANI_FN(name) name##_sse
+#define SHANI_ENTRY cap_sha256_nodes_shani
+#include "sha256/sha256_shani_kernels.h"
+#undef SHANI_TARGET
+#undef SHANI_FN
+#undef SHANI_ENTRY
+
+#define SHANI_TARGET __attribute__((target("sha,sse4.1,ssse3,avx")))
+#define SHANI_FN(name) name##_avx
+#define SHANI_ENTRY cap_sha256_nodes_shani_avx
+#include "sha256/sha256_shani_kernels.h"
+#undef SHANI_TARGET
+#undef SHANI_FN
+#undef SHANI_ENTRY
 
 #endif
