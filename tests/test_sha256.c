@@ -159,6 +159,7 @@ int main(int argc, char **argv)
     bool shani_built = cap_sha256_nodes_with(CAP_SHA256_SHANI, NULL, NULL, 0) == CAP_OK;
     bool avx_built = cap_sha256_nodes_with(CAP_SHA256_SHANI_AVX, NULL, NULL, 0) == CAP_OK;
     cap_sha256_kernel_t best = has_avx ? CAP_SHA256_SHANI_AVX : has_shani ? CAP_SHA256_SHANI : CAP_SHA256_PORTABLE;
+    CHECK_EQ_INT(cap_sha256_cpu_best(), best);
     printf("sha256: cpu has SHA-NI: %s, with AVX: %s; SHA-NI kernels built: %s\n", has_shani ? "yes" : "no",
            has_avx ? "yes" : "no", shani_built ? "yes" : "no");
     /* The probes only report what the build can use; AVX alone is not enough. */

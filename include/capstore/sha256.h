@@ -42,10 +42,9 @@ void cap_sha256_nodes(uint8_t *out, const uint8_t *in, size_t n);
  * and cap_sha256_cpu_has_shani_avx(). */
 int cap_sha256_select(cap_sha256_kernel_t k);
 
-/** The kernel in use. Before any selection, the first hash resolves it when
- * the build probes the CPU (CAP_SHA256_PROBE_CPU, on in the host build):
- * CAP_SHA256_SHANI_AVX if the CPU has it, else CAP_SHA256_SHANI if it has
- * that, else portable (always portable without the probe). */
+/** The kernel in use. Before any selection, the first hash resolves it to
+ * cap_sha256_cpu_best() (the CPU is probed when the build defines
+ * CAP_SHA256_PROBE_CPU, as the host build does). */
 cap_sha256_kernel_t cap_sha256_selected(void);
 
 /** Whether this CPU has the SHA extensions (cpuid). Always false when the
@@ -56,6 +55,11 @@ bool cap_sha256_cpu_has_shani(void);
  * and an OS that saves the AVX registers (cpuid, xgetbv). Always false when
  * the build does not probe. */
 bool cap_sha256_cpu_has_shani_avx(void);
+
+/** The fastest kernel this CPU can run, as the first hash picks it when
+ * nothing was selected: CAP_SHA256_SHANI_AVX, else CAP_SHA256_SHANI, else
+ * portable (always portable when the build does not probe). */
+cap_sha256_kernel_t cap_sha256_cpu_best(void);
 
 /** Direct access to one kernel regardless of the selection (tests and
  * benchmarks compare them). Returns CAP_EINVAL if `k` is not built. */

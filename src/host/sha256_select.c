@@ -8,9 +8,7 @@
 int cap_sha256_select_from_env(void)
 {
     const char *v = getenv("CAPSTORE_SHA256");
-    cap_sha256_kernel_t best = cap_sha256_cpu_has_shani_avx() ? CAP_SHA256_SHANI_AVX
-                               : cap_sha256_cpu_has_shani()   ? CAP_SHA256_SHANI
-                                                              : CAP_SHA256_PORTABLE;
+    cap_sha256_kernel_t best = cap_sha256_cpu_best();
     if (!v || !*v || strcmp(v, "auto") == 0) return cap_sha256_select(best);
     if (strcmp(v, "portable") == 0) return cap_sha256_select(CAP_SHA256_PORTABLE);
     int shani = strcmp(v, "shani") == 0, shani_avx = strcmp(v, "shani-avx") == 0;

@@ -50,6 +50,13 @@ bool cap_sha256_cpu_has_shani_avx(void)
 #endif
 }
 
+cap_sha256_kernel_t cap_sha256_cpu_best(void)
+{
+    return cap_sha256_cpu_has_shani_avx() ? CAP_SHA256_SHANI_AVX
+           : cap_sha256_cpu_has_shani()   ? CAP_SHA256_SHANI
+                                          : CAP_SHA256_PORTABLE;
+}
+
 static nodes_fn kernel_fn(cap_sha256_kernel_t k)
 {
     switch (k) {
@@ -73,9 +80,7 @@ static nodes_fn current_resolved(void)
 {
     nodes_fn f = atomic_load_explicit(&current, memory_order_relaxed);
     if (CAP_LIKELY(f != nodes_resolve)) return f;
-    nodes_fn def = kernel_fn(cap_sha256_cpu_has_shani_avx() ? CAP_SHA256_SHANI_AVX
-                             : cap_sha256_cpu_has_shani()   ? CAP_SHA256_SHANI
-                                                            : CAP_SHA256_PORTABLE);
+    nodes_fn def = kernel_fn(cap_sha256_cpu_best());
     if (atomic_compare_exchange_strong_explicit(&current, &f, def, memory_order_relaxed,
                                                 memory_order_relaxed))
         return def;

@@ -440,8 +440,8 @@ static inline __attribute__((always_inline)) int probe_lockfree(cap_store_t *s, 
  * a backend can have anything then), a probe that overlapped a deletion,
  * or a miss for the backends. Apart from the fast path so that a plain hit
  * or miss saves no registers for it. */
-static __attribute__((noinline)) int blob_get_slow(cap_store_t *s, const cap_hash_t *h, cap_t **out,
-                                      cap_err_t *err)
+static __attribute__((noinline)) int blob_get_slow(cap_store_t *s, const cap_hash_t *h,
+                                                   cap_t **out, cap_err_t *err)
 {
     if (!store_is_ready(s)) {
         if (!store_backend_count(s))
