@@ -107,7 +107,7 @@ static void free_body(cap_t *c)
         cap_cnode_body_t *b = &c->u.cnode;
         if (b->ref_count)
             for (size_t i = 0; i < b->count; i++)
-                cap_slot_target_drop(&b->entries[i].target);
+                cap_slot_target_drop(&b->entries[i]);
         if (!cap_cnode_entries_inline(c))
             cap_mem_free(a, b->entries, b->capacity * sizeof *b->entries);
         break;
@@ -243,8 +243,8 @@ static int copy_cnode(const cap_t *src, cap_t **out)
         cap_memcpy(d->entries, s->entries, s->count * sizeof *d->entries);
         if (s->ref_count)
             for (size_t i = 0; i < s->count; i++)
-                if (d->entries[i].target.is_ref)
-                    cap_ref_retain(d->entries[i].target.u.ref);
+                if (d->entries[i].is_ref)
+                    cap_ref_retain(d->entries[i].u.ref);
     }
     d->count = s->count;
     d->ref_count = s->ref_count;
@@ -430,7 +430,7 @@ bool cap_equal(const cap_t *a, const cap_t *b)
             return false;
         for (size_t i = 0; i < x->count; i++)
             if (x->entries[i].slot != y->entries[i].slot ||
-                !slot_target_equal(&x->entries[i].target, &y->entries[i].target))
+                !slot_target_equal(&x->entries[i], &y->entries[i]))
                 return false;
         return true;
     }
@@ -490,10 +490,10 @@ struct cap_ref *cap_ref_target_at(const cap_t *c, size_t i)
         return c->u.instance.root_cnode.u.ref;
     const cap_cnode_body_t *b = &c->u.cnode;
     if (b->ref_count == b->count) /* every slot a Ref: direct */
-        return b->entries[i].target.u.ref;
+        return b->entries[i].u.ref;
     for (size_t k = 0; k < b->count; k++)
-        if (b->entries[k].target.is_ref && i-- == 0)
-            return b->entries[k].target.u.ref;
+        if (b->entries[k].is_ref && i-- == 0)
+            return b->entries[k].u.ref;
     return (struct cap_ref *)0;
 }
 
@@ -516,7 +516,7 @@ int cap_ref_target_rewrite(cap_t *c, const struct cap_ref *r, const cap_hash_t *
     }
     cap_cnode_body_t *b = &c->u.cnode;
     for (size_t k = 0; k < b->count && b->ref_count; k++) {
-        cap_slot_target_t *st = &b->entries[k].target;
+        cap_slot_target_t *st = &b->entries[k];
         if (st->is_ref && st->u.ref == r) {
             b->ref_count--;
             cap_slot_target_drop(st);
@@ -541,7 +541,7 @@ void cap_ref_targets_to_hashes(cap_t *c, cap_ref_hash_fn fn, void *ctx, size_t i
     cap_cnode_body_t *b = &c->u.cnode;
     size_t ord = 0;
     for (size_t k = 0; k < b->count && ord < b->ref_count; k++) {
-        cap_slot_target_t *st = &b->entries[k].target;
+        cap_slot_target_t *st = &b->entries[k];
         if (st->is_ref) {
             st->is_ref = 0;
             st->u.hash = *fn(ctx, index, ord++);

@@ -45,19 +45,21 @@ struct cap_ref {
  * bit of lock-free hits (a heuristic; stores sharing the cap share it). */
 #define CAP_FLAG_USED 8u
 
-/* A target as stored inside a cap: the hash or a retained handle. */
+/* A target as stored inside a cap: the hash or a retained handle. A CNode
+ * entry is this struct too, its slot number in `slot`, which sits where the
+ * 8-aligned union would leave padding anyway: 40 bytes an entry, not 48
+ * (elsewhere `slot` is unused; the target setters leave it alone). */
 typedef struct cap_slot_target {
     uint8_t is_ref;
+    uint32_t slot;
     union {
         cap_hash_t hash;
         struct cap_ref *ref;
     } u;
 } cap_slot_target_t;
 
-typedef struct cap_cnode_entry {
-    uint32_t slot;
-    cap_slot_target_t target;
-} cap_cnode_entry_t;
+typedef cap_slot_target_t cap_cnode_entry_t;
+_Static_assert(sizeof(cap_cnode_entry_t) <= 40, "a CNode entry packs its slot into the padding");
 
 typedef struct cap_cnode_body {
     uint8_t size_log;

@@ -92,9 +92,9 @@ int cap_cnode_set(cap_t *c, uint32_t slot, const cap_target_t *t)
     if (i < b->count && b->entries[i].slot == slot) {
         /* Replace: take the new reference before dropping the old one (they
          * may be the same handle). */
-        cap_slot_target_t old = b->entries[i].target;
-        cap_slot_target_set(&b->entries[i].target, t);
-        b->ref_count += (size_t)b->entries[i].target.is_ref;
+        cap_slot_target_t old = b->entries[i];
+        cap_slot_target_set(&b->entries[i], t);
+        b->ref_count += (size_t)b->entries[i].is_ref;
         b->ref_count -= (size_t)old.is_ref;
         cap_slot_target_drop(&old);
         return CAP_OK;
@@ -107,8 +107,8 @@ int cap_cnode_set(cap_t *c, uint32_t slot, const cap_target_t *t)
     if (i < b->count)
         cap_memmove(&b->entries[i + 1], &b->entries[i], (b->count - i) * sizeof *b->entries);
     b->entries[i].slot = slot;
-    cap_slot_target_set(&b->entries[i].target, t);
-    b->ref_count += (size_t)b->entries[i].target.is_ref;
+    cap_slot_target_set(&b->entries[i], t);
+    b->ref_count += (size_t)b->entries[i].is_ref;
     b->count++;
     return CAP_OK;
 }
@@ -124,7 +124,7 @@ int cap_cnode_clear(cap_t *c, uint32_t slot)
     size_t i = lower_bound(b, slot);
     if (i == b->count || b->entries[i].slot != slot)
         return CAP_OK; /* already empty */
-    cap_slot_target_t old = b->entries[i].target;
+    cap_slot_target_t old = b->entries[i];
     b->ref_count -= (size_t)old.is_ref;
     cap_memmove(&b->entries[i], &b->entries[i + 1], (b->count - i - 1) * sizeof *b->entries);
     b->count--;
@@ -148,7 +148,7 @@ int cap_cnode_get(const cap_t *c, uint32_t slot, cap_target_t *out)
         return CAP_ESLOTRANGE;
     size_t i = lower_bound(b, slot);
     if (i < b->count && b->entries[i].slot == slot) {
-        *out = cap_slot_target_view(&b->entries[i].target);
+        *out = cap_slot_target_view(&b->entries[i]);
     } else {
         cap_memset(out, 0, sizeof *out);
         out->kind = CAP_TARGET_NONE;
@@ -166,6 +166,6 @@ int cap_cnode_entry(const cap_t *c, size_t i, uint32_t *slot, cap_target_t *out)
     if (slot)
         *slot = b->entries[i].slot;
     if (out)
-        *out = cap_slot_target_view(&b->entries[i].target);
+        *out = cap_slot_target_view(&b->entries[i]);
     return CAP_OK;
 }

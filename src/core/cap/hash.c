@@ -256,10 +256,10 @@ static void cnode_batch(const cap_t *const *caps, size_t k, cap_ref_hash_fn fn, 
         for (size_t i = 0; i < n; t++) {
             uint32_t sl = e[i].slot;
             uint8_t *mm = msg + 64 * t;
-            const uint8_t *a = target_bytes(&e[i].target, fn, ctx, w->who[j], &ord);
+            const uint8_t *a = target_bytes(&e[i], fn, ctx, w->who[j], &ord);
             if ((sl & 1u) == 0 && i + 1 < n && e[i + 1].slot == sl + 1) {
                 cap_memcpy(mm, a, 32);
-                cap_memcpy(mm + 32, target_bytes(&e[i + 1].target, fn, ctx, w->who[j], &ord), 32);
+                cap_memcpy(mm + 32, target_bytes(&e[i + 1], fn, ctx, w->who[j], &ord), 32);
                 i += 2;
             } else if (sl & 1u) {
                 cap_memcpy(mm, zero, 32);

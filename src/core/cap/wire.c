@@ -127,7 +127,7 @@ static int emit_cnode(const cap_t *c, wout_t *w)
 {
     const cap_cnode_body_t *b = &c->u.cnode;
     for (size_t i = 0; i < b->count; i++)
-        if (b->entries[i].target.is_ref)
+        if (b->entries[i].is_ref)
             return CAP_EUNSETTLED;
     put_u8(w, b->size_log);
     put_u32(w, CNODE_FIXED);
@@ -137,7 +137,7 @@ static int emit_cnode(const cap_t *c, wout_t *w)
     }
     for (size_t i = 0; i < b->count; i++) {
         put_u32(w, b->entries[i].slot);
-        put_bytes(w, b->entries[i].target.u.hash.bytes, HASH_SIZE);
+        put_bytes(w, b->entries[i].u.hash.bytes, HASH_SIZE);
     }
     return CAP_OK;
 }

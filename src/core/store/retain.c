@@ -145,8 +145,8 @@ static int push_targets(const cap_alloc_t *a, hash_vec_t *w, const cap_t *c)
     if (c->kind == CAP_KIND_CNODE) {
         const cap_cnode_body_t *b = &c->u.cnode;
         for (size_t i = 0; i < b->count && rc == CAP_OK; i++)
-            if (!b->entries[i].target.is_ref)
-                rc = vec_push(a, w, &b->entries[i].target.u.hash);
+            if (!b->entries[i].is_ref)
+                rc = vec_push(a, w, &b->entries[i].u.hash);
     } else if (c->kind == CAP_KIND_INSTANCE) {
         const cap_instance_body_t *in = &c->u.instance;
         if (!in->root_cnode.is_ref)

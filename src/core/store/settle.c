@@ -177,8 +177,8 @@ static int add_node(settle_ctx_t *x, store_entry_t *e, cap_err_t *err)
         /* The DFS visits these handles next: start fetching them now. */
         const cap_cnode_entry_t *en = c->u.cnode.entries;
         for (size_t k = 0; k < c->u.cnode.count; k++)
-            if (en[k].target.is_ref)
-                __builtin_prefetch(en[k].target.u.ref);
+            if (en[k].is_ref)
+                __builtin_prefetch(en[k].u.ref);
     }
     map_put(x, x->map, x->map_log, x->n);
     x->stack[x->depth++] = x->n;
@@ -199,10 +199,10 @@ static struct cap_ref *next_child(snode_t *nd)
         return c->u.instance.root_cnode.u.ref;
     }
     const cap_cnode_entry_t *en = c->u.cnode.entries;
-    while (!en[nd->epos].target.is_ref)
+    while (!en[nd->epos].is_ref)
         nd->epos++;
     nd->pos++;
-    return en[nd->epos++].target.u.ref;
+    return en[nd->epos++].u.ref;
 }
 
 /* Post-order step: every child is done; the node's height follows. */
