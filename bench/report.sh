@@ -21,9 +21,9 @@ JS peers, with the same N; then writes DIR/results.md (ratios, targets, machine)
 and DIR/ratios.png (gnuplot), and refreshes README.md's Benchmarks table.
 
   --n N           workload size for capstore and the peers (default 100000)
-  --reps R        capstore and the Rust seed take turns running their whole
-                  suite, R rounds, and each figure is the median of its R passes
-                  (default 3; the JS peer times its own repetitions)
+  --reps R        capstore, the Rust seed and the JS peers take turns running
+                  their whole suite, R rounds, and each figure is the median of
+                  its R passes (default 3)
   --quick         smoke run: N=2000, short JS timings, small scaling runs; writes
                   to SCRATCH/quick (not docs/bench) unless --out is given, and
                   never touches README.md
@@ -206,22 +206,21 @@ fi
 
 # --- run everything back to back -------------------------------------------------------------
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
-# capstore and the Rust seed take turns, one whole pass each per round, so
-# that both see the same phases of a machine whose speed drifts; each line
-# is then the median of its passes. hashtree's node_hash (the foundation's
-# yardstick) is timed in every round too, right before capstore's node_hash
-# (the suite's first workload); the rest of the JS lines come from one run.
+# The three take turns, one whole pass each per round (the JS suite first:
+# it opens with hashtree's node_hash, the foundation's yardstick, right
+# before capstore's node_hash), so that all see the same phases of a machine
+# whose speed drifts; each line is then the median of its passes.
 : >"$RAW/capstore.passes"
 : >"$RAW/rust.passes"
-: >"$RAW/js-node.passes"
+: >"$RAW/js.passes"
 : >"$SCRATCH/rust-run.log"
 : >"$SCRATCH/js-run.log"
 for round in $(seq "$REPS"); do
     if [ -n "$JS_DIR" ]; then
-        say "node bench-peers.mjs --only '^node_hash hashtree' (pass $round of $REPS)"
-        (cd "$JS_DIR" && node bench-peers.mjs --n "$N" "${JS_ARGS[@]}" --only '^node_hash hashtree') \
-            >>"$RAW/js-node.passes" 2>>"$SCRATCH/js-run.log" ||
-            warn "bench-peers.mjs node_hash failed (see $SCRATCH/js-run.log)"
+        say "node bench-peers.mjs --n $N ${JS_ARGS[*]} (pass $round of $REPS)"
+        (cd "$JS_DIR" && node bench-peers.mjs --n "$N" "${JS_ARGS[@]}") \
+            >>"$RAW/js.passes" 2>>"$SCRATCH/js-run.log" ||
+            warn "bench-peers.mjs failed (see $SCRATCH/js-run.log)"
     fi
     say "capstore bench --n $N (pass $round of $REPS)"
     "$CAPSTORE" bench --n "$N" >>"$RAW/capstore.passes" || warn "capstore bench exited non-zero"
@@ -244,13 +243,7 @@ medians() {
 }
 medians "$RAW/capstore.passes" >"$RAW/capstore.txt"
 medians "$RAW/rust.passes" >"$RAW/rust.txt"
-if [ -n "$JS_DIR" ]; then
-    say "node bench-peers.mjs --n $N ${JS_ARGS[*]}"
-    (cd "$JS_DIR" && node bench-peers.mjs --n "$N" "${JS_ARGS[@]}") >"$RAW/js-full.txt" 2>>"$SCRATCH/js-run.log" ||
-        warn "bench-peers.mjs failed (see $SCRATCH/js-run.log)"
-    # hashtree's node_hash: the median of the rounds' passes, not this run's.
-    { medians "$RAW/js-node.passes"; grep -v '^node_hash .* hashtree' "$RAW/js-full.txt" || true; } >"$RAW/js.txt"
-fi
+[ -n "$JS_DIR" ] && medians "$RAW/js.passes" >"$RAW/js.txt"
 if [ "$SCALING" = 1 ]; then
     for n in "$SCALE_SMALL" "$SCALE_LARGE"; do
         say "capstore bench --only sweep_few --n $n"

@@ -107,11 +107,10 @@ END {
               "; peers: rust-seed (" rustc "), ssz-js (" node ")."
     print machine
     print ""
-    print "All figures come from one run, taken back to back (capstore, then the Rust seed, then"
-    print "the JS peers), N = " n " unless the ops column says otherwise. capstore and the Rust"
-    print "seed took turns running their whole suite, " reps " round" (reps == 1 ? "" : "s") " (`--reps " reps "`); each of their"
-    print "figures is the median of its passes; so is hashtree's node_hash, timed in each round"
-    print "right before capstore's suite (the other JS lines come from one run after the rounds)."
+    print "All figures come from one run, N = " n " unless the ops column says otherwise. The JS"
+    print "peers, capstore and the Rust seed took turns running their whole suite, " reps " round" (reps == 1 ? "" : "s")
+    print "(`--reps " reps "`; the JS suite opens with hashtree's node_hash, right before"
+    print "capstore's); every figure is the median of its passes."
     print "A ratio is peer ns/op divided by capstore ns/op: above 1 capstore is faster. The ssz-js"
     print "column is the fastest JS line of that workload (all of them are listed below)."
     print ""

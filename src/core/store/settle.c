@@ -62,7 +62,7 @@ typedef struct settle_ctx {
 /* Growable arrays through the allocator. Grown with `reallocate`: a large
  * block can then grow where it is (no copy, and the old pages are not
  * faulted in again elsewhere), which took about a third off the snapshot
- * of a 87381-node graph; on failure the old block stays as it was. */
+ * of an 87381-node graph; on failure the old block stays as it was. */
 static int grow_array(const cap_alloc_t *a, void **p, size_t *cap, size_t elem, size_t need)
 {
     if (need <= *cap)
