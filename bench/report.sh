@@ -242,6 +242,18 @@ medians() {
                    printf "%s %s %.1f %s\n", name[k], ops[k], med, eng[k] } }' "$1"
 }
 medians "$RAW/capstore.passes" >"$RAW/capstore.txt"
+# For a ratio of two capstore workloads (publish / cnode_hash, lookup_hit /
+# lookup_mt): the median of the ratios within each pass, which the machine's
+# drift between passes does not enter.
+paired_median() {
+    awk -v a="$2" -v b="$3" '$1 == a { x[++na] = $3 + 0 } $1 == b { y[++nb] = $3 + 0 }
+        END { n = na < nb ? na : nb; k = 0
+              for (i = 1; i <= n; i++) if (y[i] > 0) r[++k] = x[i] / y[i]
+              for (i = 2; i <= k; i++) for (j = i; j > 1 && r[j - 1] > r[j]; j--) { t = r[j]; r[j] = r[j - 1]; r[j - 1] = t }
+              if (k) printf "%.4f", k % 2 ? r[(k + 1) / 2] : (r[k / 2] + r[k / 2 + 1]) / 2 }' "$1"
+}
+PUBLISH_OVER_CNODE=$(paired_median "$RAW/capstore.passes" publish cnode_hash)
+HIT_OVER_MT=$(paired_median "$RAW/capstore.passes" lookup_hit lookup_mt)
 medians "$RAW/rust.passes" >"$RAW/rust.txt"
 [ -n "$JS_DIR" ] && medians "$RAW/js.passes" >"$RAW/js.txt"
 if [ "$SCALING" = 1 ]; then
@@ -282,6 +294,7 @@ MODE="full run"
     -v mem="$MEM" -v kernel="$KERNEL" -v commit="$COMMIT" -v version="$VERSION" -v rustc="$RUSTC" \
     -v node="$NODE" -v load="$LOAD" -v js_args="${JS_ARGS[*]}" -v scale_small="$SCALE_SMALL" \
     -v scale_large="$SCALE_LARGE" -v dat="$SCRATCH/ratios.dat" -v summary="$SCRATCH/summary.md" \
+    -v publish_over_cnode="$PUBLISH_OVER_CNODE" -v hit_over_mt="$HIT_OVER_MT" \
     >"$OUT/results.md"
 
 # --- the chart -------------------------------------------------------------------------------
