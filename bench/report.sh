@@ -255,7 +255,7 @@ paired_median() {
 PUBLISH_OVER_CNODE=$(paired_median "$RAW/capstore.passes" publish cnode_hash)
 HIT_OVER_MT=$(paired_median "$RAW/capstore.passes" lookup_hit lookup_mt)
 medians "$RAW/rust.passes" >"$RAW/rust.txt"
-[ -n "$JS_DIR" ] && medians "$RAW/js.passes" >"$RAW/js.txt"
+if [ -n "$JS_DIR" ]; then medians "$RAW/js.passes" >"$RAW/js.txt"; fi
 if [ "$SCALING" = 1 ]; then
     for n in "$SCALE_SMALL" "$SCALE_LARGE"; do
         say "capstore bench --only sweep_few --n $n"
