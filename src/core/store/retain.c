@@ -126,8 +126,7 @@ static int vec_push(const cap_alloc_t *a, hash_vec_t *w, const cap_hash_t *h)
         size_t ncap = w->cap ? w->cap * 2 : 64;
         if (ncap > SIZE_MAX / sizeof(cap_hash_t))
             return CAP_ENOMEM;
-        cap_hash_t *nv = w->v ? a->reallocate(a->ctx, w->v, w->cap * sizeof *nv, ncap * sizeof *nv)
-                              : a->allocate(a->ctx, ncap * sizeof *nv);
+        cap_hash_t *nv = cap_mem_realloc(a, w->v, w->cap * sizeof *nv, ncap * sizeof *nv);
         if (!nv)
             return CAP_ENOMEM;
         w->v = nv;

@@ -70,8 +70,7 @@ static int grow_array(const cap_alloc_t *a, void **p, size_t *cap, size_t elem, 
     size_t ncap = *cap ? *cap * 2 : 16;
     while (ncap < need)
         ncap *= 2;
-    void *np = *p ? a->reallocate(a->ctx, *p, *cap * elem, ncap * elem)
-                  : a->allocate(a->ctx, ncap * elem);
+    void *np = cap_mem_realloc(a, *p, *cap * elem, ncap * elem);
     if (!np)
         return CAP_ENOMEM;
     *p = np;
