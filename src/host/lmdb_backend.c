@@ -390,7 +390,6 @@ static int put_items(lmdb_backend_t *b, const cap_backend_item_t *items, size_t 
     return out;
 }
 
-
 static int lm_write_batch(void *ctx, const cap_backend_item_t *items, size_t n, cap_err_t *err)
 {
     return put_items(ctx, items, n, err);

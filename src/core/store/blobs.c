@@ -467,7 +467,7 @@ static __attribute__((noinline)) int blob_get_slow(cap_store_t *s, const cap_has
         return store_fetch_locked(s, sh, h, mix, out, err);
     store_unlock(s, sh->lock);
 missing:
-    return store_fail(err, CAP_EBLOBMISSING, "in no tier and no backend");
+    return store_missing(err);
 }
 
 static inline __attribute__((always_inline)) int blob_get(cap_store_t *s, const cap_hash_t *h,
@@ -479,7 +479,7 @@ static inline __attribute__((always_inline)) int blob_get(cap_store_t *s, const 
         if (CAP_LIKELY(probe == PROBE_FOUND))
             return CAP_OK;
         if (probe == PROBE_ABSENT && CAP_LIKELY(!store_backend_count(s)))
-            return store_fail(err, CAP_EBLOBMISSING, "in no tier and no backend");
+            return store_missing(err);
     }
     return blob_get_slow(s, h, out, err);
 }

@@ -355,6 +355,12 @@ static inline int store_fail(cap_err_t *err, int code, const char *what)
     return code;
 }
 
+/* A blob the store has nowhere: neither in memory nor in any backend. */
+static inline int store_missing(cap_err_t *err)
+{
+    return store_fail(err, CAP_EBLOBMISSING, "in no tier and no backend");
+}
+
 /* provider.c -------------------------------------------------------------------------------- */
 
 static inline unsigned store_backend_count(const cap_store_t *s)
