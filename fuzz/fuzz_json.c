@@ -1,0 +1,115 @@
+/* libFuzzer target: the JSON form of a cap (tools/cap_json.c, docs/cap-json.md),
+ * the input the command's `encode` reads from users.
+ *
+ * Properties checked on every input (abort() on a violation, so libFuzzer
+ * saves the input):
+ *   - parsing either fails with a message (NUL-terminated, non-empty),
+ *     returning no cap and leaving nothing allocated, or succeeds;
+ *   - an accepted cap hashes, and its JSON form is a fixed point: dumping
+ *     it and parsing the dump gives an equal cap with the same hash, whose
+ *     dump is the same text;
+ *   - its wire form decodes to an equal cap.
+ * AddressSanitizer/UBSan catch out-of-bounds access and undefined
+ * behaviour, LeakSanitizer any leak (everything is released per input). */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cap_json.h"
+#include "capstore/capstore.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* malloc with a count of live bytes. */
+static size_t live;
+
+static void *fz_allocate(void *ctx, size_t n)
+{
+    (void)ctx;
+    void *p = malloc(n);
+    if (p) live += n;
+    return p;
+}
+
+static void *fz_reallocate(void *ctx, void *ptr, size_t old_n, size_t n)
+{
+    (void)ctx;
+    void *p = realloc(ptr, n);
+    if (p) live = live - (ptr ? old_n : 0) + n;
+    return p;
+}
+
+static void fz_deallocate(void *ctx, void *ptr, size_t n)
+{
+    (void)ctx;
+    if (ptr) live -= n;
+    free(ptr);
+}
+
+static const cap_alloc_t fz_alloc = {fz_allocate, fz_reallocate, fz_deallocate, NULL};
+
+static void violated(const char *what)
+{
+    fprintf(stderr, "fuzz_json: property violated: %s\n", what);
+    abort();
+}
+
+/* The wire form of `c`, decoded again, equals `c`. */
+static void check_wire(const cap_t *c)
+{
+    size_t n = 0, written = 0;
+    if (cap_wire_size(c, &n) != CAP_OK) violated("cap_wire_size failed");
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) abort();
+    if (cap_wire_encode(c, buf, n, &written) != CAP_OK || written != n)
+        violated("cap_wire_encode failed");
+    cap_t *back = NULL;
+    if (cap_wire_decode(buf, n, &fz_alloc, &back, NULL) != CAP_OK)
+        violated("the wire form of an accepted cap does not decode");
+    if (!cap_equal(c, back)) violated("decode(encode(x)) != x");
+    cap_release(back);
+    free(buf);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char msg[256];
+    cap_t *c = NULL;
+    live = 0;
+    memset(msg, 'x', sizeof msg);
+    int rc = capjson_parse((const char *)data, size, &fz_alloc, &c, msg, sizeof msg);
+    if (rc != CAP_OK) {
+        if (c) violated("a cap returned on failure");
+        if (!memchr(msg, '\0', sizeof msg) || msg[0] == '\0') violated("no error message");
+        if (live) violated("memory left after a rejection");
+        return 0;
+    }
+    if (!c) violated("success without a cap");
+
+    cap_hash_t h1, h2;
+    if (cap_hash(c, &h1) != CAP_OK) violated("cap_hash of an accepted cap failed");
+
+    char *text = NULL;
+    if (capjson_dump(c, &text) != CAP_OK || !text) violated("capjson_dump failed");
+    cap_t *again = NULL;
+    if (capjson_parse(text, strlen(text), &fz_alloc, &again, msg, sizeof msg) != CAP_OK) {
+        fprintf(stderr, "fuzz_json: %s\n%s", msg, text);
+        violated("the dump of an accepted cap does not parse");
+    }
+    if (!cap_equal(c, again)) violated("parse(dump(x)) != x");
+    if (cap_hash(again, &h2) != CAP_OK || memcmp(h1.bytes, h2.bytes, 32) != 0)
+        violated("parse(dump(x)) hashes differently");
+    char *text2 = NULL;
+    if (capjson_dump(again, &text2) != CAP_OK || !text2 || strcmp(text, text2) != 0)
+        violated("dump(parse(dump(x))) != dump(x)");
+    free(text2);
+    free(text);
+    cap_release(again);
+
+    check_wire(c);
+    cap_release(c);
+    if (live) violated("memory left after releasing everything");
+    return 0;
+}
