@@ -18,42 +18,9 @@
 #include <string.h>
 
 #include "capstore/capstore.h"
+#include "fuzz_alloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* malloc with a record of live and peak bytes. */
-static size_t live, peak;
-
-static void *fz_allocate(void *ctx, size_t n)
-{
-    (void)ctx;
-    void *p = malloc(n);
-    if (p) {
-        live += n;
-        if (live > peak) peak = live;
-    }
-    return p;
-}
-
-static void *fz_reallocate(void *ctx, void *ptr, size_t old_n, size_t n)
-{
-    (void)ctx;
-    void *p = realloc(ptr, n);
-    if (p) {
-        if (live + n > peak) peak = live + n; /* both blocks may exist for a moment */
-        live = live - (ptr ? old_n : 0) + n;
-    }
-    return p;
-}
-
-static void fz_deallocate(void *ctx, void *ptr, size_t n)
-{
-    (void)ctx;
-    if (ptr) live -= n;
-    free(ptr);
-}
-
-static const cap_alloc_t fz_alloc = {fz_allocate, fz_reallocate, fz_deallocate, NULL};
 
 static void violated(const char *what)
 {
@@ -65,14 +32,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     cap_t *c = NULL;
     cap_err_t err;
-    live = peak = 0;
-    int rc = cap_wire_decode(data, size, &fz_alloc, &c, &err);
-    if (peak > 8 * size + 4096) violated("decode allocated more than 8x the input");
+    fuzz_alloc_reset();
+    int rc = cap_wire_decode(data, size, &fuzz_alloc, &c, &err);
+    if (fuzz_alloc_peak() > 8 * size + 4096) violated("decode allocated more than 8x the input");
     if (rc != CAP_OK) {
         if (rc != CAP_EDECODE) violated("decode failed with something other than CAP_EDECODE");
         if (err.code != CAP_EDECODE || !err.what || err.offset > size) violated("bad error detail");
         if (c) violated("a cap returned on failure");
-        if (live) violated("memory left after a rejection");
+        if (fuzz_alloc_live()) violated("memory left after a rejection");
         return 0;
     }
     if (!c || size == 0 || (uint8_t)cap_kind(c) != data[0]) violated("decoded cap of the wrong kind");
@@ -90,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (cap_hash(c, &h1) != CAP_OK) violated("cap_hash failed");
 
     cap_t *again = NULL;
-    if (cap_wire_decode(buf, size, &fz_alloc, &again, NULL) != CAP_OK) violated("re-decoding failed");
+    if (cap_wire_decode(buf, size, &fuzz_alloc, &again, NULL) != CAP_OK) violated("re-decoding failed");
     if (!cap_equal(c, again)) violated("decode(encode(x)) != x");
     if (cap_hash(again, &h2) != CAP_OK || memcmp(h1.bytes, h2.bytes, 32) != 0)
         violated("hash of the re-decoded cap differs");
@@ -104,6 +71,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         violated("hash of the copy differs");
     cap_release(copy);
     cap_release(c);
-    if (live) violated("memory left after releasing everything");
+    if (fuzz_alloc_live()) violated("memory left after releasing everything");
     return 0;
 }

@@ -19,36 +19,9 @@
 
 #include "cap_json.h"
 #include "capstore/capstore.h"
+#include "fuzz_alloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* malloc with a count of live bytes. */
-static size_t live;
-
-static void *fz_allocate(void *ctx, size_t n)
-{
-    (void)ctx;
-    void *p = malloc(n);
-    if (p) live += n;
-    return p;
-}
-
-static void *fz_reallocate(void *ctx, void *ptr, size_t old_n, size_t n)
-{
-    (void)ctx;
-    void *p = realloc(ptr, n);
-    if (p) live = live - (ptr ? old_n : 0) + n;
-    return p;
-}
-
-static void fz_deallocate(void *ctx, void *ptr, size_t n)
-{
-    (void)ctx;
-    if (ptr) live -= n;
-    free(ptr);
-}
-
-static const cap_alloc_t fz_alloc = {fz_allocate, fz_reallocate, fz_deallocate, NULL};
 
 static void violated(const char *what)
 {
@@ -66,7 +39,7 @@ static void check_wire(const cap_t *c)
     if (cap_wire_encode(c, buf, n, &written) != CAP_OK || written != n)
         violated("cap_wire_encode failed");
     cap_t *back = NULL;
-    if (cap_wire_decode(buf, n, &fz_alloc, &back, NULL) != CAP_OK)
+    if (cap_wire_decode(buf, n, &fuzz_alloc, &back, NULL) != CAP_OK)
         violated("the wire form of an accepted cap does not decode");
     if (!cap_equal(c, back)) violated("decode(encode(x)) != x");
     cap_release(back);
@@ -77,13 +50,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char msg[256];
     cap_t *c = NULL;
-    live = 0;
+    fuzz_alloc_reset();
     memset(msg, 'x', sizeof msg);
-    int rc = capjson_parse((const char *)data, size, &fz_alloc, &c, msg, sizeof msg);
+    int rc = capjson_parse((const char *)data, size, &fuzz_alloc, &c, msg, sizeof msg);
     if (rc != CAP_OK) {
         if (c) violated("a cap returned on failure");
         if (!memchr(msg, '\0', sizeof msg) || msg[0] == '\0') violated("no error message");
-        if (live) violated("memory left after a rejection");
+        if (fuzz_alloc_live()) violated("memory left after a rejection");
         return 0;
     }
     if (!c) violated("success without a cap");
@@ -94,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *text = NULL;
     if (capjson_dump(c, &text) != CAP_OK || !text) violated("capjson_dump failed");
     cap_t *again = NULL;
-    if (capjson_parse(text, strlen(text), &fz_alloc, &again, msg, sizeof msg) != CAP_OK) {
+    if (capjson_parse(text, strlen(text), &fuzz_alloc, &again, msg, sizeof msg) != CAP_OK) {
         fprintf(stderr, "fuzz_json: %s\n%s", msg, text);
         violated("the dump of an accepted cap does not parse");
     }
@@ -110,6 +83,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     check_wire(c);
     cap_release(c);
-    if (live) violated("memory left after releasing everything");
+    if (fuzz_alloc_live()) violated("memory left after releasing everything");
     return 0;
 }
