@@ -479,6 +479,18 @@ static int fixed_list(win_t *d, size_t s, size_t e, size_t elem, uint64_t limit,
     return CAP_OK;
 }
 
+/* A decoder's last step: hand out the cap it built, or release it when a
+ * setter failed (rc). */
+static int built(cap_t *c, int rc, cap_t **out)
+{
+    if (rc) {
+        cap_release(c);
+        return rc;
+    }
+    *out = c;
+    return CAP_OK;
+}
+
 /* Type ---------------------------------------------------------------------------------- */
 
 static int dec_type(win_t *d, cap_t **out)
@@ -527,20 +539,15 @@ static int dec_cnode(win_t *d, cap_t **out)
     rc = cap_cnode_new(&c, d->a, size_log);
     if (rc)
         return rc;
-    for (size_t i = 0; i < cnt; i++) {
+    for (size_t i = 0; i < cnt && !rc; i++) {
         size_t p = ls + i * CNODE_ENTRY_SIZE;
         cap_target_t t;
         t.kind = CAP_TARGET_HASH;
         t.ref = 0;
         cap_memcpy(t.hash.bytes, d->b + p + 4, HASH_SIZE);
         rc = cap_cnode_set(c, ld32(d, p), &t);
-        if (rc) {
-            cap_release(c);
-            return rc;
-        }
     }
-    *out = c;
-    return CAP_OK;
+    return built(c, rc, out);
 }
 
 /* Data ---------------------------------------------------------------------------------- */
@@ -605,12 +612,7 @@ static int dec_data(win_t *d, cap_t **out)
             rc = cap_data_set_page_missing(c, i, &h);
         }
     }
-    if (rc) {
-        cap_release(c);
-        return rc;
-    }
-    *out = c;
-    return CAP_OK;
+    return built(c, rc, out);
 }
 
 /* Instance ------------------------------------------------------------------------------ */
@@ -676,12 +678,7 @@ static int dec_instance(win_t *d, cap_t **out)
         rc = cap_instance_add_overlay(c, ld32(d, es), d->b + es + OVERLAY_FIXED,
                                       ee - es - OVERLAY_FIXED);
     }
-    if (rc) {
-        cap_release(c);
-        return rc;
-    }
-    *out = c;
-    return CAP_OK;
+    return built(c, rc, out);
 }
 
 /* Image --------------------------------------------------------------------------------- */
