@@ -203,13 +203,13 @@ static int begin(lmdb_env_t *e, held_t *frame, unsigned flags, MDB_txn **txn, ui
 
 /* Backend functions ------------------------------------------------------------------------- */
 
-static int lm_read(void *ctx, const cap_hash_t *h, const cap_alloc_t *a, uint8_t **bytes, size_t *n,
-                   cap_err_t *err)
+/* One read-only lookup of `h`: CAP_OK, with a copy of the bytes from `a`
+ * when `a` is given (read), or just the answer (exists); CAP_ENOTFOUND; or
+ * the failure. */
+static int lm_lookup(lmdb_backend_t *b, const cap_hash_t *h, const cap_alloc_t *a, uint8_t **bytes,
+                     size_t *n, cap_err_t *err)
 {
-    lmdb_backend_t *b = ctx;
     lmdb_env_t *e = b->e;
-    *bytes = NULL;
-    *n = 0;
     held_t fr;
     MDB_txn *txn;
     int rc = begin(e, &fr, MDB_RDONLY, &txn, NULL);
@@ -221,7 +221,7 @@ static int lm_read(void *ctx, const cap_hash_t *h, const cap_alloc_t *a, uint8_t
         out = cap_backend_fail(err, CAP_ENOTFOUND, "not stored");
     } else if (rc) {
         out = fail_rc(err, rc);
-    } else if (v.mv_size) {
+    } else if (a && v.mv_size) {
         uint8_t *p = a->allocate(a->ctx, v.mv_size);
         if (!p) {
             out = cap_backend_fail(err, CAP_ENOMEM, "out of memory");
@@ -236,21 +236,17 @@ static int lm_read(void *ctx, const cap_hash_t *h, const cap_alloc_t *a, uint8_t
     return out;
 }
 
+static int lm_read(void *ctx, const cap_hash_t *h, const cap_alloc_t *a, uint8_t **bytes, size_t *n,
+                   cap_err_t *err)
+{
+    *bytes = NULL;
+    *n = 0;
+    return lm_lookup(ctx, h, a, bytes, n, err);
+}
+
 static int lm_exists(void *ctx, const cap_hash_t *h, cap_err_t *err)
 {
-    lmdb_backend_t *b = ctx;
-    lmdb_env_t *e = b->e;
-    held_t fr;
-    MDB_txn *txn;
-    int rc = begin(e, &fr, MDB_RDONLY, &txn, NULL);
-    if (rc) return fail_rc(err, rc);
-    MDB_val k = {32, (void *)h->bytes}, v;
-    rc = mdb_get(txn, e->dbi, &k, &v);
-    mdb_txn_abort(txn);
-    leave(&fr);
-    if (rc == MDB_NOTFOUND) return cap_backend_fail(err, CAP_ENOTFOUND, "not stored");
-    if (rc) return fail_rc(err, rc);
-    return CAP_OK;
+    return lm_lookup(ctx, h, NULL, NULL, NULL, err);
 }
 
 /* Pages a batch will need at most, roughly: leaf space for each entry (twice,
