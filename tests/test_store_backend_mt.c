@@ -15,6 +15,7 @@
  *     the lookups in flight).
  * Each part runs with the pthread hooks and with the built-in spin lock. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -338,7 +339,13 @@ static void test_mixed(void)
     }
     CHECK_EQ_INT(pthread_create(&ft, NULL, flusher, &fa), 0);
     for (int i = 0; i < PUTTERS; i++) pthread_join(pt[i], NULL);
-    while (atomic_load(&m.flushes) < 5) sleep_us(1000);
+    /* Run on until the lookers have refetched something a trim dropped (at
+     * most ten seconds: a loaded machine may not have let that happen while
+     * the putters ran; never happening is a failure below). */
+    for (int ms = 0; ms < 10000; ms++) {
+        if (atomic_load(&m.flushes) >= 5 && atomic_load(&cb.other_reads) > 0) break;
+        sleep_us(1000);
+    }
     atomic_store(&m.stop, 1);
     for (int i = 0; i < LOOKERS; i++) pthread_join(lt[i], NULL);
     pthread_join(ft, NULL);
@@ -373,6 +380,15 @@ static void test_mixed(void)
     cap_backend_free(mb);
 }
 
+/* The thread that changes the store waits until its readers run, so that
+ * the changes overlap their reads however the threads get scheduled (on a
+ * loaded machine the changes could otherwise all be over before a reader
+ * starts). */
+static void wait_started(_Atomic int *started, int workers)
+{
+    while (atomic_load(started) < workers) sched_yield();
+}
+
 /* Lock-free probes against growth and deletion ---------------------------------------------------- */
 
 #define PINNED 200
@@ -381,6 +397,8 @@ typedef struct probe_shared {
     cap_store_t *s;
     cap_hash_t pinned[PINNED];
     _Atomic int stop;
+    _Atomic int started; /* probers running; the churner waits for `workers` */
+    int workers;
     _Atomic long probes, false_misses;
 } probe_shared_t;
 
@@ -390,12 +408,13 @@ static void *prober(void *p)
 {
     probe_shared_t *m = p;
     long n = 0, bad = 0;
-    while (!atomic_load(&m->stop)) {
+    atomic_fetch_add(&m->started, 1);
+    do {
         for (int i = 0; i < PINNED; i++) {
             if (!cap_store_contains_blob(m->s, &m->pinned[i])) bad++;
             n++;
         }
-    }
+    } while (!atomic_load(&m->stop));
     atomic_fetch_add(&m->probes, n);
     atomic_fetch_add(&m->false_misses, bad);
     return NULL;
@@ -407,6 +426,7 @@ static void *churner(void *p)
 {
     probe_shared_t *m = p;
     test_rng_t rng = {0xC0FFEEull};
+    wait_started(&m->started, m->workers);
     for (int round = 0; round < 12; round++) {
         for (int i = 0; i < 400; i++) {
             cap_t *c = make_cnode(&rng, 3);
@@ -430,10 +450,14 @@ static void test_probe_during_changes(void)
     for (int i = 0; i < PINNED; i++) CHECK_EQ_INT(cap_store_pin(m.s, &m.pinned[i], NULL), CAP_OK);
     cap_store_set_budget(m.s, 64 * 1024); /* far below what the churn puts */
     pthread_t pr[2], ch;
-    for (int i = 0; i < 2; i++) CHECK_EQ_INT(pthread_create(&pr[i], NULL, prober, &m), 0);
+    for (int i = 0; i < 2; i++) {
+        int rc = pthread_create(&pr[m.workers], NULL, prober, &m);
+        CHECK_EQ_INT(rc, 0);
+        if (rc == 0) m.workers++;
+    }
     CHECK_EQ_INT(pthread_create(&ch, NULL, churner, &m), 0);
     pthread_join(ch, NULL);
-    for (int i = 0; i < 2; i++) pthread_join(pr[i], NULL);
+    for (int i = 0; i < m.workers; i++) pthread_join(pr[i], NULL);
     CHECK_EQ_INT(atomic_load(&m.false_misses), 0);
     CHECK(atomic_load(&m.probes) > 0);
     CHECK(cap_store_blob_count(m.s) < PINNED + 12 * 400); /* the trims dropped blobs */
@@ -451,6 +475,8 @@ typedef struct hit_shared {
     cap_store_t *s;
     cap_hash_t hashes[HIT_BLOBS];
     _Atomic int stop;
+    _Atomic int started; /* hitters running; the trimmer waits for `workers` */
+    int workers;
     _Atomic long hits, bad;
 } hit_shared_t;
 
@@ -459,7 +485,8 @@ static void *hitter(void *p)
     hit_shared_t *m = p;
     test_rng_t rng = {(uint64_t)(uintptr_t)&rng | 1u};
     long n = 0, bad = 0;
-    while (!atomic_load(&m->stop)) {
+    atomic_fetch_add(&m->started, 1);
+    do {
         const cap_hash_t *h = &m->hashes[test_rng_below(&rng, HIT_BLOBS)];
         cap_t *c = NULL;
         cap_hash_t got;
@@ -468,7 +495,7 @@ static void *hitter(void *p)
             bad++;
         cap_release(c);
         n++;
-    }
+    } while (!atomic_load(&m->stop));
     atomic_fetch_add(&m->hits, n);
     atomic_fetch_add(&m->bad, bad);
     return NULL;
@@ -480,6 +507,7 @@ static void *hitter(void *p)
 static void *trimmer(void *p)
 {
     hit_shared_t *m = p;
+    wait_started(&m->started, m->workers);
     for (int round = 0; round < HIT_ROUNDS; round++) {
         size_t d;
         expect_ok(cap_store_trim(m->s, &d), "trim");
@@ -498,10 +526,14 @@ static void test_hits_during_trim(void)
     CHECK_EQ_INT(cap_store_flush(m.s, &w, NULL), CAP_OK);
     cap_store_set_budget(m.s, 1); /* every trim drops all it may */
     pthread_t hs[2], tr;
-    for (int i = 0; i < 2; i++) CHECK_EQ_INT(pthread_create(&hs[i], NULL, hitter, &m), 0);
+    for (int i = 0; i < 2; i++) {
+        int rc = pthread_create(&hs[m.workers], NULL, hitter, &m);
+        CHECK_EQ_INT(rc, 0);
+        if (rc == 0) m.workers++;
+    }
     CHECK_EQ_INT(pthread_create(&tr, NULL, trimmer, &m), 0);
     pthread_join(tr, NULL);
-    for (int i = 0; i < 2; i++) pthread_join(hs[i], NULL);
+    for (int i = 0; i < m.workers; i++) pthread_join(hs[i], NULL);
     CHECK_EQ_INT(atomic_load(&m.bad), 0);
     CHECK(atomic_load(&m.hits) > 0);
     cap_store_free(m.s);
