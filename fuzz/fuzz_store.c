@@ -1,6 +1,7 @@
 /* libFuzzer target: the store under sequences of operations the input picks
  * (puts, promotes, copy-on-write edits, set_instance with Refs that may form
- * cycles, releases, bounded and full sweeps, settles, edits that fail).
+ * cycles, releases, bounded and full sweeps, settles, edits that fail, and
+ * with a memory backend attached: flushes, trims under a small budget, pins).
  *
  * The store runs with CAP_STORE_VERIFY, so every blob must hash to its key.
  * Checked after every operation (abort() on a violation):
@@ -12,7 +13,10 @@
  *     either returns its cap or reports it missing (settled away);
  *   - a failed operation left both counts as they were; a sweep leaves
  *     nothing for a second sweep; a settle of a Ref yields a hash that is in
- *     the store when the cap moved to the blob tier.
+ *     the store when the cap moved to the blob tier;
+ *   - nothing is lost: every blob ever published (put, or graduated by a
+ *     settle) still exists, in memory or in the backend, however trims
+ *     dropped blobs, and a pinned blob stays in memory.
  * At the end every handle is released and the store freed: nothing may be
  * left allocated (cycles included, which the store's free breaks). */
 #include <stdbool.h>
@@ -23,6 +27,7 @@
 #include <string.h>
 
 #include "capstore/capstore.h"
+#include "capstore/persist.h"
 #include "fuzz_alloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -30,6 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define HANDLES 8
 #define HASHES 8
 #define MAX_OPS 64
+#define PUBLISHED 32 /* the most recent blobs published, which must never be lost */
+#define PINS 4
 
 static void violated(const char *what)
 {
@@ -52,9 +59,19 @@ static unsigned next(input_t *in)
 
 typedef struct world {
     cap_store_t *s;
+    cap_backend_t *backend; /* attached by an operation, freed after the store */
     cap_ref_t *h[HANDLES];
     cap_hash_t hash[HASHES]; /* blob hashes seen (put, settled), or made up */
+    cap_hash_t published[PUBLISHED];
+    unsigned npublished;     /* ever; the last PUBLISHED are checked */
+    cap_hash_t pinned[PINS];
+    unsigned npinned;
 } world_t;
+
+static void note_published(world_t *w, const cap_hash_t *h)
+{
+    w->published[w->npublished++ % PUBLISHED] = *h;
+}
 
 static void make_hash(cap_hash_t *h, unsigned seed)
 {
@@ -131,6 +148,17 @@ static void check_handles(world_t *w)
     }
 }
 
+/* Nothing published is lost; pinned blobs stay in memory. */
+static void check_kept(world_t *w)
+{
+    unsigned k = w->npublished < PUBLISHED ? w->npublished : PUBLISHED;
+    for (unsigned i = 0; i < k; i++)
+        if (cap_store_exists(w->s, &w->published[i], NULL) != CAP_OK)
+            violated("a published blob is lost");
+    for (unsigned i = 0; i < w->npinned; i++)
+        if (!cap_store_contains_blob(w->s, &w->pinned[i])) violated("a pinned blob left memory");
+}
+
 /* An edit that sets a slot, or fails halfway (after changing the copy). */
 static int edit_cb(cap_t *c, void *arg)
 {
@@ -147,7 +175,7 @@ static int edit_cb(cap_t *c, void *arg)
 static void step(world_t *w, input_t *in)
 {
     cap_store_t *s = w->s;
-    unsigned op = next(in) % 12, a = next(in), b = next(in);
+    unsigned op = next(in) % 17, a = next(in), b = next(in);
     size_t blobs = cap_store_blob_count(s), insts = cap_store_instance_count(s);
     int rc = CAP_OK;
     switch (op) {
@@ -166,6 +194,7 @@ static void step(world_t *w, input_t *in)
         rc = cap_store_put_cap(s, c, &h);
         if (rc == CAP_OK) {
             w->hash[b % HASHES] = h;
+            note_published(w, &h);
             if (!cap_store_contains_blob(s, &h)) violated("put_cap did not store the blob");
         } else if (rc != CAP_EUNSETTLED) {
             violated("put_cap failed unexpectedly");
@@ -183,6 +212,7 @@ static void step(world_t *w, input_t *in)
         if (!settled && rc != CAP_EUNSETTLED) violated("an unsettled cap was not refused");
         if (settled && memcmp(claim.bytes, truth.bytes, 32) != 0 && rc != CAP_EMISMATCH)
             violated("a wrong claim was not refused");
+        if (rc == CAP_OK) note_published(w, &claim);
         cap_release(c);
         break;
     }
@@ -255,6 +285,7 @@ static void step(world_t *w, input_t *in)
         rc = cap_store_settle(s, &t, &out, NULL);
         if (rc == CAP_OK) {
             w->hash[b % HASHES] = out;
+            if (!is_instance) note_published(w, &out);
             if (!is_instance && !cap_store_contains_blob(s, &out))
                 violated("a settled cap is not in the blob tier");
         } else if (rc != CAP_ECYCLE && rc != CAP_EINSTANCEMISSING) {
@@ -294,8 +325,44 @@ static void step(world_t *w, input_t *in)
         cap_release(c);
         break;
     }
-    default: { /* a made-up hash into the pool */
+    case 11: /* a made-up hash into the pool */
         make_hash(&w->hash[a % HASHES], b);
+        break;
+    case 12: /* attach a memory backend (once) */
+        if (w->backend) break;
+        if (cap_mem_backend_new(&fuzz_alloc, &w->backend) != CAP_OK) violated("mem backend");
+        if (cap_store_add_backend(s, w->backend, NULL) != CAP_OK) violated("add_backend failed");
+        break;
+    case 13: { /* flush: afterwards every blob in memory is in the backend too */
+        size_t written = 0;
+        rc = cap_store_flush(s, &written, NULL);
+        if (rc != CAP_OK) violated("flush failed");
+        if (w->backend && cap_mem_backend_count(w->backend) < cap_store_blob_count(s))
+            violated("a flush left blobs only in memory");
+        break;
+    }
+    case 14: { /* a small budget, then a trim */
+        size_t dropped = 0;
+        cap_store_set_budget(s, (size_t)(a % 8) * 256);
+        rc = cap_store_trim(s, &dropped);
+        if (rc != CAP_OK) violated("trim failed");
+        if (dropped && !w->backend) violated("a trim dropped blobs without a backend");
+        if (cap_store_blob_count(s) != blobs - dropped) violated("blob_count does not match the trim");
+        break;
+    }
+    case 15: { /* pin a published blob (fetching it back if a trim dropped it) */
+        if (!w->npublished || w->npinned == PINS) break;
+        unsigned k = w->npublished < PUBLISHED ? w->npublished : PUBLISHED;
+        const cap_hash_t *h = &w->published[a % k];
+        if (cap_store_pin(s, h, NULL) != CAP_OK) violated("pin of a published blob failed");
+        w->pinned[w->npinned++] = *h;
+        break;
+    }
+    default: { /* unpin */
+        if (!w->npinned) break;
+        unsigned k = a % w->npinned;
+        if (cap_store_unpin(s, &w->pinned[k]) != CAP_OK) violated("unpin of a pinned blob failed");
+        w->pinned[k] = w->pinned[--w->npinned];
         break;
     }
     }
@@ -303,6 +370,7 @@ static void step(world_t *w, input_t *in)
         violated("a failed operation changed the counts");
     check_blobs(w);
     check_handles(w);
+    check_kept(w);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -322,6 +390,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (unsigned k = 0; k < MAX_OPS && in.n; k++) step(&w, &in);
     for (unsigned i = 0; i < HANDLES; i++) cap_ref_release(w.h[i]);
     cap_store_free(w.s);
+    cap_backend_free(w.backend);
     if (fuzz_alloc_live()) violated("memory left after freeing the store");
     return 0;
 }
