@@ -80,6 +80,14 @@ static void make_hash(cap_hash_t *h, unsigned seed)
     h->bytes[31] = (uint8_t)(seed >> 1);
 }
 
+/* A slot target the byte `b` picks: a Ref to a held handle (odd b, when
+ * that handle is held) or a hash from the pool. */
+static cap_target_t pick_target(world_t *w, unsigned b)
+{
+    cap_ref_t *r = w->h[(b >> 1) % HANDLES];
+    return (b & 1) && r ? cap_target_of_ref(r) : cap_target_of_hash(&w->hash[(b >> 1) % HASHES]);
+}
+
 /* A small CNode of the input's choosing: up to three slots, each a hash from
  * the pool or a Ref to a held handle. NULL if the allocator failed. */
 static cap_t *make_cnode(world_t *w, input_t *in)
@@ -88,10 +96,7 @@ static cap_t *make_cnode(world_t *w, input_t *in)
     if (cap_cnode_new(&c, &fuzz_alloc, next(in) % 3) != CAP_OK) return NULL;
     unsigned n = next(in) % 4;
     for (unsigned i = 0; i < n; i++) {
-        unsigned b = next(in);
-        cap_target_t t;
-        cap_ref_t *r = w->h[(b >> 1) % HANDLES];
-        t = (b & 1) && r ? cap_target_of_ref(r) : cap_target_of_hash(&w->hash[(b >> 1) % HASHES]);
+        cap_target_t t = pick_target(w, next(in));
         int rc = cap_cnode_set(c, next(in) % 4, &t);
         if (rc != CAP_OK && rc != CAP_ESLOTRANGE) violated("cnode_set failed unexpectedly");
     }
@@ -246,9 +251,7 @@ static void step(world_t *w, input_t *in)
         if (cap_make_mut(&c) != CAP_OK) violated("make_mut failed");
         if (!cap_is_writable(c)) violated("make_mut gave a cap that is not writable");
         if (cap_kind(c) == CAP_KIND_CNODE) {
-            cap_ref_t *target = w->h[b % HANDLES];
-            cap_target_t t = (b & 1) && target ? cap_target_of_ref(target)
-                                               : cap_target_of_hash(&w->hash[b % HASHES]);
+            cap_target_t t = pick_target(w, b);
             rc = cap_cnode_set(c, next(in) % 4, &t);
         }
         if (rc == CAP_OK) rc = cap_store_set_instance(s, r, c, NULL);
