@@ -389,6 +389,19 @@ static void wait_started(_Atomic int *started, int workers)
     while (atomic_load(started) < workers) sched_yield();
 }
 
+/* Start n reader threads on fn(arg); returns how many started (the ones to
+ * wait for and join), each failure counted as a failed check. */
+static int start_readers(pthread_t *t, int n, void *(*fn)(void *), void *arg)
+{
+    int started = 0;
+    for (int i = 0; i < n; i++) {
+        int rc = pthread_create(&t[started], NULL, fn, arg);
+        CHECK_EQ_INT(rc, 0);
+        if (rc == 0) started++;
+    }
+    return started;
+}
+
 /* Lock-free probes against growth and deletion ---------------------------------------------------- */
 
 #define PINNED 200
@@ -450,11 +463,7 @@ static void test_probe_during_changes(void)
     for (int i = 0; i < PINNED; i++) CHECK_EQ_INT(cap_store_pin(m.s, &m.pinned[i], NULL), CAP_OK);
     cap_store_set_budget(m.s, 64 * 1024); /* far below what the churn puts */
     pthread_t pr[2], ch;
-    for (int i = 0; i < 2; i++) {
-        int rc = pthread_create(&pr[m.workers], NULL, prober, &m);
-        CHECK_EQ_INT(rc, 0);
-        if (rc == 0) m.workers++;
-    }
+    m.workers = start_readers(pr, 2, prober, &m);
     CHECK_EQ_INT(pthread_create(&ch, NULL, churner, &m), 0);
     pthread_join(ch, NULL);
     for (int i = 0; i < m.workers; i++) pthread_join(pr[i], NULL);
@@ -526,11 +535,7 @@ static void test_hits_during_trim(void)
     CHECK_EQ_INT(cap_store_flush(m.s, &w, NULL), CAP_OK);
     cap_store_set_budget(m.s, 1); /* every trim drops all it may */
     pthread_t hs[2], tr;
-    for (int i = 0; i < 2; i++) {
-        int rc = pthread_create(&hs[m.workers], NULL, hitter, &m);
-        CHECK_EQ_INT(rc, 0);
-        if (rc == 0) m.workers++;
-    }
+    m.workers = start_readers(hs, 2, hitter, &m);
     CHECK_EQ_INT(pthread_create(&tr, NULL, trimmer, &m), 0);
     pthread_join(tr, NULL);
     for (int i = 0; i < m.workers; i++) pthread_join(hs[i], NULL);
