@@ -151,8 +151,16 @@ int cap_store_put_instance(cap_store_t *s, cap_t *cap, cap_ref_t **out);
 int cap_store_promote_blob_to_instance(cap_store_t *s, const cap_hash_t *h, cap_ref_t **out);
 
 /** Edit an instance's cap on a private copy, then commit the copy as the
- * instance's cap; readers never see a cap while it changes. `edit` gets a writable cap and
- * returns CAP_OK to commit or an error to abandon the edit. */
+ * instance's cap; readers never see a cap while it changes. `edit` gets a
+ * writable cap and returns CAP_OK to commit or an error to abandon the edit
+ * (that error is returned; the entry keeps its cap). `edit` runs with no
+ * lock held, so it may call the store. If the entry's cap was replaced while
+ * `edit` ran, the copy is dropped and `edit` runs again on a copy of the new
+ * cap, so that no writer's change is lost: `edit` may be called more than
+ * once and should change nothing but the cap it is given. CAP_EINSTANCEMISSING
+ * (err->id) if the entry is gone, also when it left the instance tier (was
+ * settled into a blob) while `edit` ran; CAP_EINVAL if `r`, or a handle the
+ * edit put into the cap, belongs to another store. */
 int cap_store_edit_instance(cap_store_t *s, cap_ref_t *r, int (*edit)(cap_t *c, void *arg),
                             void *arg, cap_err_t *err);
 

@@ -22,6 +22,7 @@ static int should_fail(test_alloc_t *ta)
 static void *ta_allocate(void *ctx, size_t n)
 {
     test_alloc_t *ta = ctx;
+    if (ta->on_allocate) ta->on_allocate(ta->on_allocate_arg, n);
     pthread_mutex_lock(&ta_mu);
     int fail = should_fail(ta);
     pthread_mutex_unlock(&ta_mu);
@@ -50,6 +51,7 @@ static void *ta_reallocate(void *ctx, void *ptr, size_t old_n, size_t n)
 {
     test_alloc_t *ta = ctx;
     if (!ptr) return ta_allocate(ctx, n);
+    if (ta->on_allocate && n > old_n) ta->on_allocate(ta->on_allocate_arg, n);
     pthread_mutex_lock(&ta_mu);
     check_size(ta, ptr, old_n);
     int fail = should_fail(ta);

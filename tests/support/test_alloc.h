@@ -17,6 +17,12 @@ typedef struct test_alloc {
     long long live_bytes;
     long size_errors;        /* mismatched sizes on free/realloc */
     int fail_all_after;      /* once the fail_at-th failed, keep failing */
+    /* If set, called at every allocation (allocate, or reallocate to grow a
+     * block) with its size, before the block is made and with no lock of the
+     * allocator held: a test runs another caller's operations from there, at
+     * a chosen point inside an operation. */
+    void (*on_allocate)(void *arg, size_t n);
+    void *on_allocate_arg;
 } test_alloc_t;
 
 void test_alloc_init(test_alloc_t *ta);
