@@ -8,7 +8,8 @@
  *     opens its own;
  *   - growth: a tiny map grows by itself under single puts, batches and a
  *     value larger than the map; a max_map_size limit fails the batch
- *     cleanly (nothing of it stored, the database still usable);
+ *     cleanly (nothing of it stored, the database still usable); a map
+ *     that another process grew while the file was open here is adopted;
  *   - iterate: every entry, early stop, a nested read from the callback, and
  *     a nested write that would need growth fails instead of deadlocking;
  *   - a file that is not LMDB is refused; verification catches bytes stored
@@ -324,6 +325,56 @@ static void test_growth(void)
     free(hs);
 }
 
+/* Another process grows the map while this one has the file open with a
+ * smaller map: LMDB then refuses this process's transactions (map resized)
+ * until it adopts the new size, which the backend does by itself, for reads
+ * and writes alike. */
+static void test_growth_by_another_process(void)
+{
+    char p[512];
+    path_in("shared-growth.lmdb", p);
+    cap_lmdb_options_t o;
+    memset(&o, 0, sizeof o);
+    o.initial_map_size = 64 * 1024;
+    o.flags = CAP_LMDB_NOSYNC;
+    cap_backend_t *b = NULL;
+    CHECK_EQ_INT(cap_lmdb_open(p, &o, &b, NULL), CAP_OK);
+    if (!b) return;
+    cap_t *mine = make_cnode(), *big = make_data(2u << 20), *later = make_cnode();
+    cap_hash_t hmine, hbig, hlater;
+    CHECK_EQ_INT(cap_persist_put(b, mine, &hmine, NULL), CAP_OK);
+    cap_hash(big, &hbig);
+    cap_lmdb_stats_t st0, st;
+    CHECK_EQ_INT(cap_lmdb_stats(b, &st0, NULL), CAP_OK);
+    CHECK(st0.map_size < (2u << 20));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        cap_backend_t *cb = NULL;
+        int ok = cap_lmdb_open(p, &o, &cb, NULL) == CAP_OK && cap_persist_put(cb, big, NULL, NULL) == CAP_OK;
+        cap_backend_free(cb);
+        _exit(ok ? 0 : 3);
+    }
+    int status = 0;
+    CHECK(pid > 0);
+    CHECK_EQ_INT(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* A read, a write and the stats, all on the grown file. */
+    CHECK(fetch_equals(b, &hbig, big));
+    CHECK(fetch_equals(b, &hmine, mine));
+    cap_err_t e;
+    memset(&e, 0, sizeof e);
+    CHECK_EQ_INT(cap_persist_put(b, later, &hlater, &e), CAP_OK);
+    CHECK(fetch_equals(b, &hlater, later));
+    CHECK_EQ_INT(cap_lmdb_stats(b, &st, NULL), CAP_OK);
+    CHECK_EQ_INT(st.blobs, 3);
+    CHECK(st.map_size >= (2u << 20));
+    cap_backend_free(b);
+    cap_release(mine);
+    cap_release(big);
+    cap_release(later);
+}
+
 typedef struct iter_state {
     cap_backend_t *b;
     int count, bad, stop_after;
@@ -524,6 +575,7 @@ int main(int argc, char **argv)
     test_open_and_persist();
     test_registry();
     test_growth();
+    test_growth_by_another_process();
     test_iterate();
     test_not_lmdb();
     test_batch_order();
