@@ -12,8 +12,10 @@
  *     that another process grew while the file was open here is adopted;
  *   - iterate: every entry, early stop, a nested read from the callback, and
  *     a nested write that would need growth fails instead of deadlocking;
- *   - a file that is not LMDB is refused; verification catches bytes stored
- *     under the wrong hash. */
+ *   - a file that is not LMDB is refused; an LMDB file that is not a capstore
+ *     database (other keys) opens, but iterating it fails with a reason, and
+ *     bytes under a hash key that are not a cap do not decode; verification
+ *     catches bytes stored under the wrong hash. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -23,6 +25,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <lmdb.h>
 
 #include "capstore/capstore.h"
 #include "capstore/host.h"
@@ -513,6 +517,59 @@ static void test_not_lmdb(void)
     cap_backend_free(b);
 }
 
+static int count_entries(void *arg, const cap_hash_t *h, const uint8_t *bytes, size_t n)
+{
+    (void)h;
+    (void)bytes;
+    (void)n;
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* An LMDB file written by someone else: a key that is no hash, and under a
+ * 32-byte key bytes that are no cap. */
+static void test_foreign_lmdb(void)
+{
+    char p[512];
+    path_in("foreign.lmdb", p);
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    uint8_t hk[32];
+    memset(hk, 0xab, sizeof hk);
+    MDB_val k1 = {5, (void *)"hello"}, v1 = {5, (void *)"world"};
+    MDB_val k2 = {32, hk}, v2 = {3, (void *)"\x09\x09\x09"};
+    int ok = mdb_env_create(&env) == 0 && mdb_env_open(env, p, MDB_NOSUBDIR, 0644) == 0 &&
+             mdb_txn_begin(env, NULL, 0, &txn) == 0 && mdb_dbi_open(txn, NULL, 0, &dbi) == 0 &&
+             mdb_put(txn, dbi, &k1, &v1, 0) == 0 && mdb_put(txn, dbi, &k2, &v2, 0) == 0 &&
+             mdb_txn_commit(txn) == 0;
+    CHECK(ok);
+    mdb_env_close(env);
+    if (!ok) return;
+    cap_backend_t *b = NULL;
+    cap_err_t e;
+    memset(&e, 0, sizeof e);
+    CHECK_EQ_INT(cap_lmdb_open(p, NULL, &b, &e), CAP_OK);
+    if (!b) return;
+    int seen = 0;
+    memset(&e, 0, sizeof e);
+    CHECK_EQ_INT(cap_backend_iterate(b, count_entries, &seen, &e), CAP_EBACKEND);
+    CHECK(e.what && strstr(e.what, "not a capstore database") != NULL);
+    cap_hash_t h;
+    memcpy(h.bytes, hk, 32);
+    cap_t *c = NULL;
+    memset(&e, 0, sizeof e);
+    CHECK_EQ_INT(cap_persist_fetch(b, &h, L, true, &c, &e), CAP_EDECODE);
+    CHECK(c == NULL);
+    /* The database still takes and gives caps. */
+    cap_t *x = make_cnode();
+    cap_hash_t hx;
+    CHECK_EQ_INT(cap_persist_put(b, x, &hx, NULL), CAP_OK);
+    CHECK(fetch_equals(b, &hx, x));
+    cap_release(x);
+    cap_backend_free(b);
+}
+
 /* Batches are put in key order (a radix sort on the first 8 bytes, then the
  * whole key): keys that share prefixes, duplicates, and every value read
  * back under its own key. */
@@ -578,6 +635,7 @@ int main(int argc, char **argv)
     test_growth_by_another_process();
     test_iterate();
     test_not_lmdb();
+    test_foreign_lmdb();
     test_batch_order();
     remove_dir();
     return check_done("test_lmdb");
