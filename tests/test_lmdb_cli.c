@@ -143,6 +143,9 @@ int main(int argc, char **argv)
     CHECK_EQ_INT(run(NULL, "get", db, NULL), 2);          /* no HASH */
     CHECK_EQ_INT(run(NULL, "put", NULL), 2);              /* no FILE */
     CHECK_EQ_INT(run(NULL, "stats", db, db, NULL), 2);    /* too many */
+    CHECK_EQ_INT(run(NULL, "get", "--db", db, "12ab", NULL), 2); /* a short hash is named */
+    slurp(err_path, buf, sizeof buf);
+    CHECK(strstr(buf, "'12ab' is not a HASH") != NULL);
     CHECK_EQ_INT(run(NULL, "stats", "--bogus", NULL), 2);
     CHECK_EQ_INT(run(NULL, "stats", "--raw", db, NULL), 2);
     CHECK_EQ_INT(run(NULL, "--help", NULL), 0);

@@ -369,6 +369,8 @@ int cmd_db(int argc, char **argv)
                 hash = pos[i];
             } else if (!db) {
                 db = pos[i];
+            } else if (!hash && !is_hex64(pos[i])) {
+                return cli_usage_error(sub, usage, "'%s' is not a HASH (64 hex digits)", pos[i]);
             } else {
                 return cli_usage_error(sub, usage, "too many arguments");
             }
