@@ -18,12 +18,32 @@
 
 static test_alloc_t ta;
 
+/* The pthread hooks, counting the locks this (only) thread holds, so that
+ * the allocator hook acts only where the store holds none. */
+static cap_lock_hooks_t counted;
+static int locks_held;
+
+static void counted_lock(void *ctx, void *lock)
+{
+    cap_lock_pthread()->lock(ctx, lock);
+    locks_held++;
+}
+
+static void counted_unlock(void *ctx, void *lock)
+{
+    locks_held--;
+    cap_lock_pthread()->unlock(ctx, lock);
+}
+
 static cap_store_t *new_store(void)
 {
+    counted = *cap_lock_pthread();
+    counted.lock = counted_lock;
+    counted.unlock = counted_unlock;
     cap_store_options_t o;
     memset(&o, 0, sizeof o);
     o.alloc = &ta.alloc;
-    o.locks = cap_lock_pthread();
+    o.locks = &counted;
     o.hash_seed[0] = 0x0123456789abcdefull;
     o.hash_seed[1] = 0xfedcba9876543210ull;
     cap_store_t *s = NULL;
@@ -249,12 +269,13 @@ typedef struct settle_race {
 } settle_race_t;
 
 /* The other caller, at the settle's first private copy (of Y, which the test
- * holds): by then every node before Y (R, X, L1) was found fit to be
+ * holds; the first block of a copy's size allocated with no store lock
+ * held): by then every node before Y (R, X, L1) was found fit to be
  * rewritten in place or published as it is. */
 static void mid_settle(void *arg, size_t n)
 {
     settle_race_t *w = arg;
-    if (w->fired || n != copy_size)
+    if (w->fired || n != copy_size || locks_held)
         return;
     w->fired = 1;
     ta.on_allocate = NULL;

@@ -369,7 +369,7 @@ int cmd_db(int argc, char **argv)
                 hash = pos[i];
             } else if (!db) {
                 db = pos[i];
-            } else if (!hash && !is_hex64(pos[i])) {
+            } else if (!hash) { /* neither the DB (already named) nor a HASH */
                 return cli_usage_error(sub, usage, "'%s' is not a HASH (64 hex digits)", pos[i]);
             } else {
                 return cli_usage_error(sub, usage, "too many arguments");
