@@ -61,10 +61,40 @@ static cap_t *make_data(size_t n)
     return c;
 }
 
+/* Options for a database that starts with a 64 KiB map (so that it grows),
+ * without fsync. */
+static cap_lmdb_options_t small_map(void)
+{
+    cap_lmdb_options_t o;
+    memset(&o, 0, sizeof o);
+    o.initial_map_size = 64 * 1024;
+    o.flags = CAP_LMDB_NOSYNC;
+    return o;
+}
+
 static const char *path_in(const char *name, char *buf)
 {
     snprintf(buf, 512, "%s/%s", dir, name);
     return buf;
+}
+
+/* Open (creating) the database `name` in the test folder with small_map();
+ * its path goes to path[512]. NULL (a failed check) if it does not open. */
+static cap_backend_t *open_small(const char *name, char *path)
+{
+    cap_lmdb_options_t o = small_map();
+    cap_backend_t *b = NULL;
+    CHECK_EQ_INT(cap_lmdb_open(path_in(name, path), &o, &b, NULL), CAP_OK);
+    return b;
+}
+
+/* Wait for a fork()ed child, which must have exited with 0. */
+static void expect_child_ok(pid_t pid)
+{
+    int status = 0;
+    CHECK(pid > 0);
+    CHECK_EQ_INT(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 static bool file_exists(const char *p)
@@ -239,10 +269,7 @@ static void test_registry(void)
         cap_backend_free(cb);
         _exit(ok ? 0 : 3);
     }
-    int status = 0;
-    CHECK(pid > 0);
-    CHECK_EQ_INT(waitpid(pid, &status, 0), pid);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    expect_child_ok(pid);
     CHECK(fetch_equals(a, &hz, z)); /* the parent sees the child's commit */
     cap_backend_free(a);
     cap_release(x);
@@ -254,10 +281,7 @@ static void test_growth(void)
 {
     char p[512];
     path_in("grow.lmdb", p);
-    cap_lmdb_options_t o;
-    memset(&o, 0, sizeof o);
-    o.initial_map_size = 64 * 1024;
-    o.flags = CAP_LMDB_NOSYNC;
+    cap_lmdb_options_t o = small_map();
     cap_backend_t *b = NULL;
     cap_err_t e;
     CHECK_EQ_INT(cap_lmdb_open(p, &o, &b, &e), CAP_OK);
@@ -336,13 +360,8 @@ static void test_growth(void)
 static void test_growth_by_another_process(void)
 {
     char p[512];
-    path_in("shared-growth.lmdb", p);
-    cap_lmdb_options_t o;
-    memset(&o, 0, sizeof o);
-    o.initial_map_size = 64 * 1024;
-    o.flags = CAP_LMDB_NOSYNC;
-    cap_backend_t *b = NULL;
-    CHECK_EQ_INT(cap_lmdb_open(p, &o, &b, NULL), CAP_OK);
+    cap_lmdb_options_t o = small_map();
+    cap_backend_t *b = open_small("shared-growth.lmdb", p);
     if (!b) return;
     cap_t *mine = make_cnode(), *big = make_data(2u << 20), *later = make_cnode();
     cap_hash_t hmine, hbig, hlater;
@@ -359,10 +378,7 @@ static void test_growth_by_another_process(void)
         cap_backend_free(cb);
         _exit(ok ? 0 : 3);
     }
-    int status = 0;
-    CHECK(pid > 0);
-    CHECK_EQ_INT(waitpid(pid, &status, 0), pid);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    expect_child_ok(pid);
     /* A read, a write and the stats, all on the grown file. */
     CHECK(fetch_equals(b, &hbig, big));
     CHECK(fetch_equals(b, &hmine, mine));
@@ -407,13 +423,7 @@ static int iter_cb(void *arg, const cap_hash_t *h, const uint8_t *bytes, size_t 
 static void test_iterate(void)
 {
     char p[512];
-    path_in("iter.lmdb", p);
-    cap_lmdb_options_t o;
-    memset(&o, 0, sizeof o);
-    o.initial_map_size = 64 * 1024;
-    o.flags = CAP_LMDB_NOSYNC;
-    cap_backend_t *b = NULL;
-    CHECK_EQ_INT(cap_lmdb_open(p, &o, &b, NULL), CAP_OK);
+    cap_backend_t *b = open_small("iter.lmdb", p);
     if (!b) return;
     enum { N = 40, BIG = 600 };
     cap_t *caps[N];

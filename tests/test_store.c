@@ -50,13 +50,6 @@ static cap_t *leaf(unsigned v)
     return c;
 }
 
-static cap_hash_t hash_cap(const cap_t *c)
-{
-    cap_hash_t h;
-    memset(&h, 0, sizeof h);
-    CHECK_EQ_INT(cap_hash(c, &h), CAP_OK);
-    return h;
-}
 
 static cap_ref_t *put_inst(cap_store_t *s, cap_t *c)
 {
@@ -83,7 +76,7 @@ static void test_put_get_counts(void)
     CHECK(got == NULL);
     CHECK_EQ_INT(cap_store_put_cap(s, a, &ha), CAP_OK);
     CHECK_EQ_INT(cap_store_put_cap(s, b, &hb), CAP_OK);
-    CHECK_MEM(ha.bytes, hash_cap(a).bytes, 32);
+    CHECK_MEM(ha.bytes, test_hash_cap(a).bytes, 32);
     CHECK_EQ_INT(cap_store_blob_count(s), 2);
     CHECK_EQ_INT(cap_store_instance_count(s), 0);
     CHECK(cap_store_contains_blob(s, &ha));
@@ -132,7 +125,7 @@ static void test_put_with_hash(void)
     cap_store_t *s = NULL;
     CHECK_EQ_INT(cap_store_new(&s, &o), CAP_OK);
     cap_t *a = leaf(7);
-    cap_hash_t h = hash_cap(a), wrong = test_hash_of(1234);
+    cap_hash_t h = test_hash_cap(a), wrong = test_hash_of(1234);
     CHECK_EQ_INT(cap_store_put_cap_with_hash(s, &wrong, a), CAP_EMISMATCH);
     CHECK_EQ_INT(cap_store_blob_count(s), 0);
     CHECK(!cap_is_frozen(a));
@@ -167,7 +160,7 @@ static void test_wrong_hash_then_true(void)
     cap_store_options_t o = opts();
     CHECK_EQ_INT(cap_store_new(&s2, &o), CAP_OK);
     cap_t *a = leaf(11), *got = NULL;
-    cap_hash_t h = hash_cap(a), wrong = test_hash_of(4321), h2;
+    cap_hash_t h = test_hash_cap(a), wrong = test_hash_of(4321), h2;
     CHECK_EQ_INT(cap_store_put_cap_with_hash(liar, &wrong, a), CAP_OK);
     CHECK(cap_store_contains_blob(liar, &wrong));
     CHECK_EQ_INT(cap_store_put_cap(s2, a, &h2), CAP_OK);
@@ -227,7 +220,7 @@ static void test_lazy_promote_shares(void)
     test_set_hash(m, 15, &nh);
     CHECK_EQ_INT(cap_store_set_instance(s, r, m, NULL), CAP_OK);
     /* The blob is untouched. */
-    CHECK_MEM(hash_cap(a).bytes, h.bytes, 32);
+    CHECK_MEM(test_hash_cap(a).bytes, h.bytes, 32);
     CHECK_EQ_INT(cap_refcount(a), 3); /* caller, blob table, `blob` */
     cap_release(m);
     cap_release(blob);
@@ -411,7 +404,7 @@ static void test_settle_bottom_up(void)
     cap_store_t *s = new_store();
     /* root(cnode) -> mid(cnode) -> leaf(cnode), and root -> data. */
     cap_t *lf = leaf(1);
-    cap_hash_t lf_h = hash_cap(lf);
+    cap_hash_t lf_h = test_hash_cap(lf);
     cap_ref_t *lr = put_inst(s, lf);
     cap_t *mid = cnode(3);
     test_set_ref(mid, 2, lr);
@@ -420,7 +413,7 @@ static void test_settle_bottom_up(void)
     cap_ref_t *mr = put_inst(s, mid);
     cap_t *data = NULL;
     CHECK_EQ_INT(cap_data_new_inline(&data, &ta.alloc, 64, "hello", 5), CAP_OK);
-    cap_hash_t data_h = hash_cap(data);
+    cap_hash_t data_h = test_hash_cap(data);
     cap_ref_t *dr = put_inst(s, data);
     cap_t *root = cnode(2);
     test_set_ref(root, 0, mr);
@@ -431,11 +424,11 @@ static void test_settle_bottom_up(void)
     cap_t *mid2 = cnode(3);
     test_set_hash(mid2, 2, &lf_h);
     test_set_hash(mid2, 5, &x);
-    cap_hash_t mid_h = hash_cap(mid2);
+    cap_hash_t mid_h = test_hash_cap(mid2);
     cap_t *root2 = cnode(2);
     test_set_hash(root2, 0, &mid_h);
     test_set_hash(root2, 3, &data_h);
-    cap_hash_t root_h = hash_cap(root2);
+    cap_hash_t root_h = test_hash_cap(root2);
 
     cap_hash_t got;
     cap_target_t t = cap_target_of_ref(rr);
@@ -487,7 +480,7 @@ static void test_settle_keeps_instances(void)
 {
     cap_store_t *s = new_store();
     cap_t *cn = leaf(3);
-    cap_hash_t cn_h = hash_cap(cn);
+    cap_hash_t cn_h = test_hash_cap(cn);
     cap_ref_t *cr = put_inst(s, cn);
     cap_target_t rt = cap_target_of_ref(cr);
     cap_t *inst = NULL;
@@ -500,7 +493,7 @@ static void test_settle_keeps_instances(void)
     cap_target_t ht = cap_target_of_hash(&cn_h);
     CHECK_EQ_INT(cap_instance_new(&want, &ta.alloc, &ht), CAP_OK);
     CHECK_EQ_INT(cap_instance_set_pc(want, 77), CAP_OK);
-    cap_hash_t want_h = hash_cap(want);
+    cap_hash_t want_h = test_hash_cap(want);
 
     cap_hash_t got;
     cap_target_t t = cap_target_of_ref(ir);
@@ -555,7 +548,7 @@ static void test_settle_dag(void)
 {
     cap_store_t *s = new_store();
     cap_t *c = leaf(21);
-    cap_hash_t c_h = hash_cap(c);
+    cap_hash_t c_h = test_hash_cap(c);
     cap_ref_t *cr = put_inst(s, c);
     cap_t *p1 = cnode(2), *p2 = cnode(2);
     test_set_ref(p1, 0, cr);
@@ -574,10 +567,10 @@ static void test_settle_dag(void)
     test_set_hash(e1, 0, &c_h);
     test_set_hash(e2, 1, &c_h);
     test_set_hash(e2, 3, &c_h);
-    cap_hash_t h1 = hash_cap(e1), h2 = hash_cap(e2);
+    cap_hash_t h1 = test_hash_cap(e1), h2 = test_hash_cap(e2);
     test_set_hash(er, 0, &h1);
     test_set_hash(er, 1, &h2);
-    cap_hash_t hr = hash_cap(er);
+    cap_hash_t hr = test_hash_cap(er);
 
     cap_hash_t got;
     cap_target_t t = cap_target_of_ref(rr);
@@ -879,10 +872,10 @@ static void test_edit_instance(void)
     CHECK_EQ_INT(cap_cnode_get(got, 1, &t), CAP_OK);
     CHECK(t.kind == CAP_TARGET_HASH && memcmp(t.hash.bytes, h.bytes, 32) == 0);
     /* While we hold it, our reference is never changed under us. */
-    cap_hash_t before = hash_cap(got);
+    cap_hash_t before = test_hash_cap(got);
     cap_hash_t h2 = test_hash_of(67);
     CHECK_EQ_INT(cap_store_edit_instance(s, r, edit_set_slot, &h2, NULL), CAP_OK);
-    CHECK_MEM(hash_cap(got).bytes, before.bytes, 32);
+    CHECK_MEM(test_hash_cap(got).bytes, before.bytes, 32);
     cap_t *now = NULL;
     CHECK_EQ_INT(cap_store_get_instance(s, r, &now), CAP_OK);
     CHECK(now != got);
@@ -900,7 +893,7 @@ static void test_edit_instance(void)
     CHECK_EQ_INT(cap_store_promote_blob_to_instance(s, &bh, &pr), CAP_OK);
     CHECK_EQ_INT(cap_store_edit_instance(s, pr, edit_set_slot, &h2, NULL), CAP_OK);
     CHECK_EQ_INT(cap_store_get_blob(s, &bh, &got), CAP_OK);
-    CHECK_MEM(hash_cap(got).bytes, bh.bytes, 32);
+    CHECK_MEM(test_hash_cap(got).bytes, bh.bytes, 32);
     cap_release(got);
     cap_ref_release(pr);
     cap_ref_release(r);
@@ -923,7 +916,7 @@ static void test_iter_sorted(void)
     int order_ok = 1, hash_ok = 1;
     for (size_t i = 0; i < cnt; i++) {
         if (i && memcmp(e[i - 1].hash.bytes, e[i].hash.bytes, 32) >= 0) order_ok = 0;
-        cap_hash_t h = hash_cap(e[i].cap);
+        cap_hash_t h = test_hash_cap(e[i].cap);
         if (memcmp(h.bytes, e[i].hash.bytes, 32) != 0) hash_ok = 0;
     }
     CHECK(order_ok);
@@ -964,7 +957,7 @@ static void test_many_blobs_growth(void)
     int all = 1;
     for (unsigned i = 0; i < n; i++) {
         cap_t *c = leaf(i);
-        cap_hash_t h = hash_cap(c);
+        cap_hash_t h = test_hash_cap(c);
         cap_t *g = NULL;
         if (cap_store_get_blob(s, &h, &g) != CAP_OK || !cap_equal(g, c)) all = 0;
         cap_release(g);

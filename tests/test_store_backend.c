@@ -22,6 +22,7 @@
 #include "capstore/host.h"
 #include "capstore/persist.h"
 #include "check.h"
+#include "test_caps.h"
 #include "test_alloc.h"
 #include "test_rng.h"
 
@@ -69,12 +70,6 @@ static cap_t *make_parent(const cap_hash_t *kids, int n)
     return c;
 }
 
-static cap_hash_t hash_of(const cap_t *c)
-{
-    cap_hash_t h;
-    CHECK_EQ_INT(cap_hash(c, &h), CAP_OK);
-    return h;
-}
 
 /* Write a cap straight into a backend (not through the store). */
 static cap_hash_t backend_put(cap_backend_t *b, cap_t *c)
@@ -132,7 +127,7 @@ static void test_provider_basics(void)
     CHECK_EQ_INT(cap_store_get_blob(s, &h, &out), CAP_OK);
     CHECK(out != NULL);
     CHECK(cap_is_frozen(out));
-    cap_hash_t got = hash_of(out);
+    cap_hash_t got = test_hash_cap(out);
     CHECK_MEM(got.bytes, h.bytes, 32);
     cap_release(out);
     CHECK_EQ_INT(cap_store_blob_count(s), 1);
@@ -172,7 +167,7 @@ static void test_provider_basics(void)
     CHECK_EQ_INT(cap_store_blob_count(s), 1);
     CHECK_EQ_INT(cap_store_instance_count(s), 1);
     CHECK_EQ_INT(cap_store_get_instance(s, r, &out), CAP_OK);
-    got = hash_of(out);
+    got = test_hash_cap(out);
     CHECK_MEM(got.bytes, h.bytes, 32);
     cap_release(out);
     cap_ref_t *r2 = NULL;
@@ -321,14 +316,14 @@ static void test_order_and_errors(void)
     p.swap_with = ho;
     cap_fault_backend_set(f1, &p);
     CHECK_EQ_INT(cap_store_get_blob(s, &h, &out), CAP_OK);
-    cap_hash_t got = hash_of(out);
+    cap_hash_t got = test_hash_cap(out);
     CHECK_MEM(got.bytes, ho.bytes, 32);
     cap_release(out);
     /* Decoding stays strict for a trusted backend. */
     cap_hash_t h2b = h2;
     set_fault(f1, CAP_FAULT_TRUNCATE, CAP_FAULT_READ);
     (void)backend_put(f1, only2 = make_cnode(6));
-    h2b = hash_of(only2);
+    h2b = test_hash_cap(only2);
     cap_release(only2);
     CHECK_EQ_INT(cap_store_fetch_blob(s, &h2b, &out, &e), CAP_EDECODE);
     f1->flags &= ~CAP_BACKEND_TRUSTED;
@@ -497,7 +492,7 @@ static void test_write_through(void)
     /* A failed write publishes nothing and leaves the cap unfrozen. */
     set_fault(fb, CAP_FAULT_DISK_FULL, CAP_FAULT_WRITE | CAP_FAULT_BATCH);
     cap_t *d = make_cnode(6);
-    cap_hash_t hd = hash_of(d);
+    cap_hash_t hd = test_hash_cap(d);
     size_t before = cap_store_blob_count(s);
     CHECK_EQ_INT(cap_store_put_cap(s, d, NULL), CAP_EBACKEND);
     CHECK_EQ_INT(cap_store_blob_count(s), before);
@@ -636,7 +631,7 @@ static void test_budget(void)
     for (int i = 0; i < NB; i++) {
         cap_t *c = NULL;
         CHECK_EQ_INT(cap_store_get_blob(s, &hs[i], &c), CAP_OK);
-        cap_hash_t got = hash_of(c);
+        cap_hash_t got = test_hash_cap(c);
         CHECK_MEM(got.bytes, hs[i].bytes, 32);
         cap_release(c);
     }
@@ -860,7 +855,7 @@ static void test_lmdb_round_trip(void)
         cap_t *c = NULL;
         CHECK_EQ_INT(cap_store_get_blob(s, &hs[i], &c), CAP_OK);
         if (c) {
-            cap_hash_t got = hash_of(c);
+            cap_hash_t got = test_hash_cap(c);
             CHECK_MEM(got.bytes, hs[i].bytes, 32);
         }
         cap_release(c);

@@ -65,13 +65,6 @@ static cap_t *leaf(unsigned v)
     return c;
 }
 
-static cap_hash_t hash_cap(const cap_t *c)
-{
-    cap_hash_t h;
-    memset(&h, 0, sizeof h);
-    CHECK_EQ_INT(cap_hash(c, &h), CAP_OK);
-    return h;
-}
 
 /* A new instance holding c; the caller's reference to c passes to the store. */
 static cap_ref_t *put_inst(cap_store_t *s, cap_t *c)
@@ -161,7 +154,7 @@ static void test_edit_of_an_entry_settled_meanwhile(void)
 {
     cap_store_t *s = new_store();
     cap_t *c = leaf(1);
-    cap_hash_t h = hash_cap(c);
+    cap_hash_t h = test_hash_cap(c);
     cap_ref_t *r = put_inst(s, c);
     edit_race_t w = {s, r, 0, NULL, 1};
     cap_err_t err;
@@ -174,7 +167,7 @@ static void test_edit_of_an_entry_settled_meanwhile(void)
     CHECK_EQ_INT(cap_store_blob_count(s), 1);
     cap_t *b = NULL;
     CHECK_EQ_INT(cap_store_get_blob(s, &h, &b), CAP_OK);
-    CHECK_MEM(hash_cap(b).bytes, h.bytes, 32);
+    CHECK_MEM(test_hash_cap(b).bytes, h.bytes, 32);
     cap_release(b);
     cap_t *none = NULL;
     CHECK_EQ_INT(cap_store_get_instance(s, r, &none), CAP_EINSTANCEMISSING);
@@ -296,38 +289,41 @@ static void mid_settle(void *arg, size_t n)
     }
 }
 
-/* Settle the graph with `what` happening at the first private copy. */
-static cap_hash_t settle_with(cap_store_t *s, graph_t *g, settle_race_t *w)
+/* A fresh store and graph (L1 = leaf(1)) settled with w->what happening at
+ * the first private copy; the hash must be the one the graph settles to with
+ * L1 = leaf(l1_after). The test we hold of Y (so that Y needs a private copy)
+ * never changes. The caller checks the rest, then drop_graph and end_test. */
+static void race(settle_race_t *w, graph_t *g, unsigned l1_after)
 {
-    cap_t *held_y = get_inst(s, g->y); /* so that Y needs a private copy */
+    cap_hash_t want = expected_root(l1_after);
+    w->s = new_store();
+    *g = build(w->s, 1);
+    w->g = g;
+    cap_t *held_y = get_inst(w->s, g->y);
     ta.on_allocate_arg = w;
     ta.on_allocate = mid_settle;
     cap_hash_t h;
-    settle_ref(s, g->root, &h);
+    settle_ref(w->s, g->root, &h);
     ta.on_allocate = NULL;
     CHECK(w->fired);
-    /* Our Y is as it was: still holding its Ref. */
+    CHECK_MEM(h.bytes, want.bytes, 32);
     cap_target_t t;
     CHECK_EQ_INT(cap_cnode_get(held_y, 0, &t), CAP_OK);
     CHECK(t.kind == CAP_TARGET_REF);
     cap_release(held_y);
-    return h;
 }
 
 /* A leaf replaced between the snapshot and the commit: the settle starts
  * again and gives the hash of the graph as it is now. */
 static void test_settle_restarts_after_a_change(void)
 {
-    cap_hash_t want = expected_root(5);
-    cap_store_t *s = new_store();
-    graph_t g = build(s, 1);
-    settle_race_t w = {s, &g, MID_CHANGE_L1, 0, NULL, {{0}}};
-    cap_hash_t h = settle_with(s, &g, &w);
-    CHECK_MEM(h.bytes, want.bytes, 32);
-    CHECK_EQ_INT(cap_store_instance_count(s), 0);
-    CHECK_EQ_INT(cap_store_blob_count(s), 5);
+    settle_race_t w = {.what = MID_CHANGE_L1};
+    graph_t g;
+    race(&w, &g, 5);
+    CHECK_EQ_INT(cap_store_instance_count(w.s), 0);
+    CHECK_EQ_INT(cap_store_blob_count(w.s), 5);
     drop_graph(&g);
-    end_test(s);
+    end_test(w.s);
 }
 
 /* A reader takes X's cap after the settle found it fit to be rewritten in
@@ -335,12 +331,9 @@ static void test_settle_restarts_after_a_change(void)
  * never changes under it. */
 static void test_settle_copies_a_cap_taken_meanwhile(void)
 {
-    cap_hash_t want = expected_root(1);
-    cap_store_t *s = new_store();
-    graph_t g = build(s, 1);
-    settle_race_t w = {s, &g, MID_TAKE_X, 0, NULL, {{0}}};
-    cap_hash_t h = settle_with(s, &g, &w);
-    CHECK_MEM(h.bytes, want.bytes, 32);
+    settle_race_t w = {.what = MID_TAKE_X};
+    graph_t g;
+    race(&w, &g, 1);
     CHECK(w.taken != NULL);
     if (w.taken) {
         cap_target_t t;
@@ -350,9 +343,9 @@ static void test_settle_copies_a_cap_taken_meanwhile(void)
         CHECK_EQ_INT(cap_refcount(w.taken), 1); /* the store let go of it */
         cap_release(w.taken);
     }
-    CHECK_EQ_INT(cap_store_blob_count(s), 5);
+    CHECK_EQ_INT(cap_store_blob_count(w.s), 5);
     drop_graph(&g);
-    end_test(s);
+    end_test(w.s);
 }
 
 /* L1's cap published under a wrong hash (an unverified claim, possible only
@@ -361,19 +354,16 @@ static void test_settle_copies_a_cap_taken_meanwhile(void)
 static void test_settle_copies_a_cap_keyed_meanwhile(void)
 {
 #ifdef NDEBUG
-    cap_hash_t want = expected_root(1);
     cap_t *l1 = leaf(1);
-    cap_hash_t l1h = hash_cap(l1);
+    cap_hash_t l1h = test_hash_cap(l1);
     cap_release(l1);
-    cap_store_t *s = new_store();
-    graph_t g = build(s, 1);
-    settle_race_t w = {s, &g, MID_MISKEY_L1, 0, NULL, test_hash_of(4321)};
-    cap_hash_t h = settle_with(s, &g, &w);
-    CHECK_MEM(h.bytes, want.bytes, 32);
-    CHECK_EQ_INT(cap_store_blob_count(s), 6);
+    settle_race_t w = {.what = MID_MISKEY_L1, .wrong = test_hash_of(4321)};
+    graph_t g;
+    race(&w, &g, 1);
+    CHECK_EQ_INT(cap_store_blob_count(w.s), 6);
     cap_t *under_wrong = NULL, *under_true = NULL;
-    CHECK_EQ_INT(cap_store_get_blob(s, &w.wrong, &under_wrong), CAP_OK);
-    CHECK_EQ_INT(cap_store_get_blob(s, &l1h, &under_true), CAP_OK);
+    CHECK_EQ_INT(cap_store_get_blob(w.s, &w.wrong, &under_wrong), CAP_OK);
+    CHECK_EQ_INT(cap_store_get_blob(w.s, &l1h, &under_true), CAP_OK);
     CHECK(under_wrong == w.taken);
     CHECK(under_true != w.taken);
     CHECK(under_true && cap_equal(under_true, w.taken));
@@ -381,7 +371,7 @@ static void test_settle_copies_a_cap_keyed_meanwhile(void)
     cap_release(under_true);
     cap_release(w.taken);
     drop_graph(&g);
-    end_test(s);
+    end_test(w.s);
 #endif
 }
 

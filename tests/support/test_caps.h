@@ -17,6 +17,15 @@ static inline cap_hash_t test_hash_of(unsigned v)
     return h;
 }
 
+/* The cap hash of c, which must hash. */
+static inline cap_hash_t test_hash_cap(const cap_t *c)
+{
+    cap_hash_t h;
+    memset(&h, 0, sizeof h);
+    CHECK_EQ_INT(cap_hash(c, &h), CAP_OK);
+    return h;
+}
+
 static inline void test_set_hash(cap_t *c, uint32_t slot, const cap_hash_t *h)
 {
     cap_target_t t = cap_target_of_hash(h);
