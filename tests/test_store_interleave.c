@@ -65,7 +65,6 @@ static cap_t *leaf(unsigned v)
     return c;
 }
 
-
 /* A new instance holding c; the caller's reference to c passes to the store. */
 static cap_ref_t *put_inst(cap_store_t *s, cap_t *c)
 {
@@ -291,8 +290,9 @@ static void mid_settle(void *arg, size_t n)
 
 /* A fresh store and graph (L1 = leaf(1)) settled with w->what happening at
  * the first private copy; the hash must be the one the graph settles to with
- * L1 = leaf(l1_after). The test we hold of Y (so that Y needs a private copy)
- * never changes. The caller checks the rest, then drop_graph and end_test. */
+ * L1 = leaf(l1_after). Y's cap, which the test holds (so that Y needs a
+ * private copy), never changes. The caller checks the rest, then drop_graph
+ * and end_test. */
 static void race(settle_race_t *w, graph_t *g, unsigned l1_after)
 {
     cap_hash_t want = expected_root(l1_after);
