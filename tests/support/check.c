@@ -3,11 +3,11 @@
 #include <sys/stat.h>
 
 int check_failures;
-int check_count;
+long long check_count;
 
 int check_done(const char *name)
 {
-    printf("%s: %d checks, %d failed\n", name, check_count, check_failures);
+    printf("%s: %lld checks, %d failed\n", name, check_count, check_failures);
     return check_failures ? 1 : 0;
 }
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 extern int check_failures;
-extern int check_count;
+extern long long check_count; /* long: the model test at 10^5 sequences passes 2^31 */
 
 #define CHECK(cond)                                                                      \
     do {                                                                                 \
