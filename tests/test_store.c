@@ -50,7 +50,6 @@ static cap_t *leaf(unsigned v)
     return c;
 }
 
-
 static cap_ref_t *put_inst(cap_store_t *s, cap_t *c)
 {
     cap_ref_t *r = NULL;

@@ -70,7 +70,6 @@ static cap_t *make_parent(const cap_hash_t *kids, int n)
     return c;
 }
 
-
 /* Write a cap straight into a backend (not through the store). */
 static cap_hash_t backend_put(cap_backend_t *b, cap_t *c)
 {
