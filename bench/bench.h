@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore bench: the workloads of spec/capstore.md section 6.
  * Each workload builds its inputs untimed, times only the named operation,
  * and reports one line: "<name> <ops> <ns_per_op> <engine>". */

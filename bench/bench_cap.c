@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Cap hashing workloads: cnode_hash, data_hash (spec/capstore.md section 6). */
 #include <stdlib.h>
 

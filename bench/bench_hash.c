@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Hash-kernel workloads: node_hash. */
 #include <stdlib.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* "capstore bench": option parsing, the workload table, result lines. */
 #include <stdlib.h>
 #include <string.h>

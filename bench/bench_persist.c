@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Persistence workloads: the LMDB backend and raw-LMDB baselines in the same
  * run (see bench_persist.h for what each one times). */
 #include <dirent.h>

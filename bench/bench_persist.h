@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Persistence workloads (bench_persist.c): the LMDB backend against raw LMDB
  * in the same run. Inputs are the `publish` CNodes of spec section 6 (the
  * generator reset with "publish", as the lookup workloads do), so every

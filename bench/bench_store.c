@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Store workloads of spec/capstore.md section 6: publish, lookup_hit,
  * lookup_miss, promote_cow, sweep_chain, sweep_few, settle_tree, lookup_mt.
  *

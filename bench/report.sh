@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # bench/report.sh — run capstore's benchmark and its peers (the Rust seed and
 # the @chainsafe SSZ/hashtree JS peers, ../shared/peers) back to back in one
 # run, then write a markdown table of ratios and the issues' targets

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # bench/report_chart.gp — the ratio chart of bench/report.sh (gnuplot 5).
 # Called with -e "datafile='...'; outfile='...'; subtitle='...'"; the data file
 # has one line per workload: name, rust-seed/capstore, ssz-js/capstore ("?" when

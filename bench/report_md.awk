@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # bench/report_md.awk — the markdown report of bench/report.sh.
 #
 # Input: benchmark lines "<name> <ops> <ns_per_op> <impl...>" (spec §6), each

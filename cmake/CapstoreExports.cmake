@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # capstore_write_version_script(<out> <header>...)
 # Write a GNU ld version script that exports exactly the functions the public
 # headers declare (static inline helpers excepted) and hides everything else,

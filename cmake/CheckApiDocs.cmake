@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # Check that docs/API.md mentions every function the public headers declare,
 # and names nothing (no lowercase cap_* identifier) that they do not.
 #   cmake -DSOURCE_DIR=<repo> -P cmake/CheckApiDocs.cmake

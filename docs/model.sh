@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # docs/model.sh — regenerate the README's model diagram: docs/model.dot is the
 # final cap graph of `capstore demo` (written by the same DOT writer as
 # `capstore dot`), rendered to docs/model.svg and docs/model.png by Graphviz.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Embedding capstore: the life of a small cap graph in a host store.
  *
  *   1. create a store (libc allocator, pthread locks, random table seed)

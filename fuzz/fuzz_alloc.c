@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Counting allocator hooks for the fuzz targets (fuzz_alloc.h). */
 #include "fuzz_alloc.h"
 

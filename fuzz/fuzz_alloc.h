@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The fuzz targets' allocator hooks: malloc with a count of live bytes and
  * their peak, so that a target can check what an input leaves allocated
  * and how much its decoding took. Single-threaded, as libFuzzer runs. */

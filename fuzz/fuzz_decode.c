@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* libFuzzer target: the wire decoder (cap-schema.md, "Wire form").
  *
  * Properties checked on every input (abort() on a violation, so libFuzzer

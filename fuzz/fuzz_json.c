@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* libFuzzer target: the JSON form of a cap (tools/cap_json.c, docs/cap-json.md),
  * the input the command's `encode` reads from users.
  *

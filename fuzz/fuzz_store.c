@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* libFuzzer target: the store under sequences of operations the input picks
  * (puts, promotes, copy-on-write edits, set_instance with Refs that may form
  * cycles, releases, bounded and full sweeps, settles, edits that fail, and

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # Seed corpus for fuzz_decode: one file per line of a caps.txt-format vector
 # file (positive and reject lines alike), holding that line's wire bytes.
 #
 #   fuzz/make_corpus.sh [VECTORS [OUTDIR]]
 #
-# VECTORS defaults to ../shared/vectors/caps.txt beside the checkout, OUTDIR
+# VECTORS defaults to the repository's tests/vectors/caps.txt, OUTDIR
 # to fuzz/corpus/seed (git-ignored). Needs xxd, perl or python3 for the hex.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-vectors=${1:-$here/../../shared/vectors/caps.txt}
+vectors=${1:-$here/../tests/vectors/caps.txt}
 out=${2:-$here/corpus/seed}
 [ -r "$vectors" ] || { echo "make_corpus.sh: cannot read $vectors" >&2; exit 1; }
 mkdir -p "$out"

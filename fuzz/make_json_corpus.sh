@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # Seed corpus for fuzz_json: the JSON form (`capstore decode`) of every wire
 # seed that decodes, one file each.
 #

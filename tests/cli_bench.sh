@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# capstore bench: bash cli_bench.sh <capstore> <shared-dir> <work-dir>
+# SPDX-License-Identifier: MIT OR Apache-2.0
+# capstore bench: bash cli_bench.sh <capstore> <test-data-dir> <work-dir>
 # The result lines are a contract ("<name> <ops> <ns_per_op> <engine>", one
 # per workload); the figures themselves are never checked here.
 set -u

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# capstore decode: bash cli_decode.sh <capstore> <shared-dir> <work-dir>
+# SPDX-License-Identifier: MIT OR Apache-2.0
+# capstore decode: bash cli_decode.sh <capstore> <test-data-dir> <work-dir>
 set -u
 . "$(dirname "$0")/support/cli_common.sh"
 

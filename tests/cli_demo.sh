@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# capstore demo: bash cli_demo.sh <capstore> <shared-dir> <work-dir>
+# SPDX-License-Identifier: MIT OR Apache-2.0
+# capstore demo: bash cli_demo.sh <capstore> <test-data-dir> <work-dir>
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$(dirname "$0")/support/cli_common.sh"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# capstore dot: bash cli_dot.sh <capstore> <shared-dir> <work-dir>
+# SPDX-License-Identifier: MIT OR Apache-2.0
+# capstore dot: bash cli_dot.sh <capstore> <test-data-dir> <work-dir>
 set -u
 . "$(dirname "$0")/support/cli_common.sh"
 H7=7777777777777777777777777777777777777777777777777777777777777777

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# capstore encode: bash cli_encode.sh <capstore> <shared-dir> <work-dir>
+# SPDX-License-Identifier: MIT OR Apache-2.0
+# capstore encode: bash cli_encode.sh <capstore> <test-data-dir> <work-dir>
 set -u
 . "$(dirname "$0")/support/cli_common.sh"
 H1=1111111111111111111111111111111111111111111111111111111111111111

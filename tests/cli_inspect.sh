@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# capstore inspect: bash cli_inspect.sh <capstore> <shared-dir> <work-dir>
+# SPDX-License-Identifier: MIT OR Apache-2.0
+# capstore inspect: bash cli_inspect.sh <capstore> <test-data-dir> <work-dir>
 set -u
 . "$(dirname "$0")/support/cli_common.sh"
 field() { grep -Eq "^$1: +$2\$" out || fail "inspect: no line '$1: $2' in: $(cat out)"; }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# capstore (top level): bash cli_main.sh <capstore> <shared-dir> <work-dir>
+# SPDX-License-Identifier: MIT OR Apache-2.0
+# capstore (top level): bash cli_main.sh <capstore> <test-data-dir> <work-dir>
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$(dirname "$0")/support/cli_common.sh"

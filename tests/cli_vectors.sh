@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# capstore vectors: bash cli_vectors.sh <capstore> <shared-dir> <work-dir>
+# SPDX-License-Identifier: MIT OR Apache-2.0
+# capstore vectors: bash cli_vectors.sh <capstore> <test-data-dir> <work-dir>
 set -u
 . "$(dirname "$0")/support/cli_common.sh"
 SSZ=$(dirname "$VECTORS")/ssz-basic.txt

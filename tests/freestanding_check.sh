@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # Builds src/core as the guest would (-ffreestanding -nostdinc, only the
 # compiler's own headers), links the objects into one relocatable object and
 # checks with nm -u that it needs no symbol but memcpy, memmove, memset and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The backend interface (sys/backend.h) and the generic persistence calls
  * (persist.h) on the in-memory backend and the fault injector:
  *   - mem backend semantics: read/write/exists/iterate/batch, idempotence,

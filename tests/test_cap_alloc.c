@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Allocation failure at every allocation of every cap operation that
  * allocates: build, set, copy, make_mut, hash. For n = 1, 2, ... the n-th
  * allocation fails; each failing run must return CAP_ENOMEM, leave the

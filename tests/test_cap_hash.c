@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* cap_hash of every kind, checked two ways:
  *  - against an independent, naive SSZ merkleizer written here on OpenSSL's
  *    SHA-256 (dense trees, recursion with zero-subtree shortcuts), for caps
@@ -798,7 +799,7 @@ static cap_t *build_from_wire(const uint8_t *w, size_t n, uint8_t **flat, size_t
 static void test_vectors(int argc, char **argv)
 {
     char path[4096];
-    check_shared_path(argc, argv, "vectors/caps.txt", path, sizeof path);
+    check_data_path(argc, argv, "vectors/caps.txt", path, sizeof path);
     line_reader_t lr;
     CHECK_EQ_INT(line_reader_open(&lr, path), 0);
     size_t cap_w = 1 << 20;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The cap model: every constructor, getter and setter of the five kinds,
  * their errors, copy-on-write (pages shared, handles retained), make_mut,
  * equality, and the Ref-target walk settle uses. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Crash safety of the LMDB backend. 50 rounds on one database file:
  *   - a forked writer publishes random caps (CNodes, Types, Data caps large
  *     enough to need LMDB overflow pages) and writes them in batches, one

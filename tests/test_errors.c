@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Error texts and messages (common.h): every code has a text of its own,
  * unknown codes say so, cap_err_format carries each code's detail (the
  * instance id, expected and got page sizes, the decoder's rule and offset,

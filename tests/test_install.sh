@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT OR Apache-2.0
 # Install the build into a temporary prefix, then build examples/embed.c
 # against the installed headers and libraries through pkg-config — once
 # against the shared library, once against the static one — and run both.

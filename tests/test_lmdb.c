@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The LMDB backend (persist.h: cap_lmdb_open):
  *   - open creates a single file (+ "-lock"); blobs survive close and reopen;
  *     stats count them;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* `capstore db` (tools/cmd_db.c), driven in-process until the command table
  * dispatches it: stats / get / put / check on a temporary database, exit
  * statuses (0, 1 bad input, 2 usage), the DB-versus-HASH disambiguation, put

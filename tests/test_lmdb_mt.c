@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The LMDB backend under threads: on a map that starts tiny, writer threads
  * put batches and singles (so the map grows again and again), reader threads
  * fetch-and-verify known blobs and ask for absent ones, an iterating thread

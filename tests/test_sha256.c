@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The SHA-256 node kernels against OpenSSL and the conformance vectors, the
  * process-wide kernel selection, and the CAPSTORE_SHA256 override. */
 #include <openssl/sha.h>
@@ -153,7 +154,7 @@ static void check_dispatch(cap_sha256_kernel_t k)
 int main(int argc, char **argv)
 {
     char path[4096];
-    check_shared_path(argc, argv, "vectors/ssz-basic.txt", path, sizeof path);
+    check_data_path(argc, argv, "vectors/ssz-basic.txt", path, sizeof path);
 
     bool has_shani = cap_sha256_cpu_has_shani(), has_avx = cap_sha256_cpu_has_shani_avx();
     bool shani_built = cap_sha256_nodes_with(CAP_SHA256_SHANI, NULL, NULL, 0) == CAP_OK;

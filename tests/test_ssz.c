@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The SSZ merkleization layer: every line of vectors/ssz-basic.txt, then
  * the streaming, one-shot and sparse merkleizers against a naive dense
  * reference built on OpenSSL, the limits, and depth 64. */
@@ -247,7 +248,7 @@ static void test_vectors(int argc, char **argv)
     int seen[V_KINDS] = {0}, total = 0;
     size_t cap = 1 << 20;
     uint8_t *in = xmalloc(cap);
-    check_shared_path(argc, argv, "vectors/ssz-basic.txt", path, sizeof path);
+    check_data_path(argc, argv, "vectors/ssz-basic.txt", path, sizeof path);
     if (line_reader_open(&lr, path) != 0) {
         fprintf(stderr, "FATAL: cannot open %s\n", path);
         exit(2);

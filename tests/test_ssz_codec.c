@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* SSZ serialization primitives: LE fields, the bounded writer (and its dry
  * run), and the strict reader: bounds, truncation, offset rules, hostile
  * offsets, and the absolute offset + rule recorded for the first failure.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The store, one test per documented behaviour of the seed (cache.rs) and of
  * store.h. Every test runs twice: with the pthread lock hooks and with the
  * core's built-in spin lock; all allocation goes through the counting test

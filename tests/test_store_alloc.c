@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Allocation failure at every allocation of every store operation: the call
  * returns CAP_ENOMEM, the store is exactly as before (counts, blob hashes and
  * caps, each handle's cap and strong count, the caller's refcounts) and,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The store with backends attached (store.h, "Backends" and "Blob retention"):
  *   - the provider path: a memory miss in get_blob, get(Hash), promote and
  *     fetch_blob asks the backends in order, publishes and returns; a second

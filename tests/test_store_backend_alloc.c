@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Allocation failure at every allocation of the store's backend paths:
  * fetch (get_blob / fetch_blob / pin on a miss), flush, write-through put and
  * trim. Each operation runs on a fresh world with its n-th allocation

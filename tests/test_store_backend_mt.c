@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The store's backends under threads (label "thread"; CI also runs it under
  * ThreadSanitizer):
  *   - single flight: many threads missing the same hashes at once cause one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Every error path of the store leaves it exactly as it was: the same blobs
  * (hashes and cap objects), the same instance entries with the same caps, the
  * same handle counts, and no reference gained or lost on the caller's caps. */

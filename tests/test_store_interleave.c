@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Interleavings, made deterministic: another caller's operations run at a
  * chosen point inside an operation, from the callback of
  * cap_store_edit_instance or from the allocator hook (the store allocates a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Model-based randomized test of the store.
  *
  * Thousands of random operation sequences (fixed seeds) run against a store

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Multi-threaded stress test of the store (label "thread"; CI also runs it
  * under ThreadSanitizer).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Read sections of lock-free blob hits (src/core/store/readers.c), from the
  * inside: the store's lookups take references without the shard lock, so
  * trim must not release what it dropped while a lookup may still be on its

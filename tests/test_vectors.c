@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Conformance: every line of vectors/caps.txt through the library.
  *
  *   positive: decode, cap_hash == the listed hash, re-encoding is byte-identical
@@ -220,7 +221,7 @@ int main(int argc, char **argv)
     int selected = cap_sha256_select_from_env();
     CHECK(selected == CAP_OK || !cap_sha256_cpu_has_shani_avx());
     char path[4096];
-    check_shared_path(argc, argv, "vectors/caps.txt", path, sizeof path);
+    check_data_path(argc, argv, "vectors/caps.txt", path, sizeof path);
     test_alloc_init(&ta);
     collect_image_reasons();
 

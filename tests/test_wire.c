@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The wire codec on caps built through the API:
  *   - round trips of random settled caps of every kind (decode(encode(x)) == x,
  *     same hash, encode(decode(b)) == b), and random mutations of their

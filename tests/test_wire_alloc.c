@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The decoder under allocation failure, and its memory bound.
  *
  * For a sample of caps.txt lines of every kind (a large Data cap included),
@@ -319,7 +320,7 @@ static void test_memory_bound(void)
 int main(int argc, char **argv)
 {
     char path[4096];
-    check_shared_path(argc, argv, "vectors/caps.txt", path, sizeof path);
+    check_data_path(argc, argv, "vectors/caps.txt", path, sizeof path);
     test_alloc_init(&ta);
     load(path);
     CHECK_EQ_INT(n_lines, 367);

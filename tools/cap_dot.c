@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Graphviz DOT of a cap graph (see cap_dot.h). */
 #include "cap_dot.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Graphviz DOT of a cap graph: shared by `capstore dot` (caps from wire
  * files) and `capstore demo` (caps fetched from a store). */
 #ifndef CAPSTORE_CAP_DOT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The JSON form of a cap: cap -> JSON through the getters, JSON -> cap
  * through the constructors and setters (docs/cap-json.md). */
 #include <inttypes.h>

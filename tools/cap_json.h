@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The JSON form of a cap (docs/cap-json.md, docs/cap.schema.json): a
  * readable, editable rendering of exactly what the wire form holds, so that
  * encode(decode(wire)) == wire byte for byte.

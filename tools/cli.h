@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The capstore command: one function per subcommand, and the helpers they
  * share (tools/cmd_common.c). Exit statuses: 0 success, 1 bad input or a
  * failed check, 2 usage error. */

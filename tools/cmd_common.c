@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Helpers shared by the capstore subcommands: argument splitting, reading
  * files or standard input, decoding with a useful message, hex. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore db stats|get|put|check: the LMDB blob database (default
  * ./capstore.lmdb). See docs/persistence.md. */
 #include <stdio.h>

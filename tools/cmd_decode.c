@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore decode FILE: wire form -> the JSON form (docs/cap-json.md). */
 #include <stdio.h>
 #include <stdlib.h>

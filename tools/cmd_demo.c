@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore demo: a kernel-like session end to end on the embedded default
  * store (the LMDB file ./capstore.lmdb), printed step by step, ending with
  * the final cap graph as Graphviz DOT (and PNG when Graphviz is installed).

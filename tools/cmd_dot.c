@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore dot FILE...: the cap graph of wire files as Graphviz DOT. */
 #include <stdio.h>
 #include <stdlib.h>

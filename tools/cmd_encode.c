@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore encode [-o OUT] FILE: the JSON form -> wire bytes. */
 #include <errno.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore hash FILE: the cap hash of a wire file, as 64 lowercase hex digits. */
 #include <stdio.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore inspect [--all] FILE...: a human summary of wire files. */
 #include <inttypes.h>
 #include <stdio.h>

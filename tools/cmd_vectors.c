@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore vectors FILE...: check conformance vectors (caps.txt and
  * ssz-basic.txt formats, line by line).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore — command-line entry: dispatch to a subcommand. */
 #include <stdio.h>
 #include <string.h>

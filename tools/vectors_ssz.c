@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The merkleization vectors of ssz-basic.txt, for capstore vectors: which
  * shape a line's name gives its input, and the root the library computes
  * for that input (through the public SSZ calls). */

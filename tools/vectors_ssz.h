@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The merkleization vectors of ssz-basic.txt (<name> <root-hex> <input-hex>):
  * the name's prefix says what the input is (node_hash_, zero_hash_,
  * list_uint8_, list_uint32_, vector_uint64_13_, list_bytes32_65536_,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore — caps: the five kinds, handles, targets, cap_hash, wire codec.
  *
  * A cap_t is a reference-counted value of one of five kinds (cap-schema.md).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore — the public API in one include. See the README for the model
  * and docs/API.md for the error codes. */
 #ifndef CAPSTORE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore — common types: versions, errors, hashes, allocator hooks.
  *
  * Everything in this header is freestanding: it needs only <stdint.h>,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore — host-build helpers: libc allocator, pthread lock hooks, CPU and
  * environment-driven kernel selection, random seeds. Not available in the
  * freestanding guest build. */

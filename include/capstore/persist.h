@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore — persistence: blob backends for users.
  *
  * A backend keeps blobs by hash in their wire form (cap-schema.md). The

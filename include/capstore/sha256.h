@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore — SHA-256 of 64-byte inputs: the only hash merkleization needs.
  *
  * One node: out = SHA256(in[0..64]). The batch call hashes n independent

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore — SSZ merkleization and serialization primitives.
  *
  * Terms mean what the Ethereum SimpleSerialize specification says. All

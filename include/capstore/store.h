@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore — the two-tier store (the seed's CacheDirectory).
  *
  *  blobs      hash -> shared immutable cap (frozen when published)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Core-internal basics: memory primitives without libc headers, and small
  * helpers every core module uses. The core is freestanding: it may call only
  * memcpy, memmove, memset and memcmp, which the compiler emits itself. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The host build's default allocator: libc malloc/realloc/free. */
 #include <stdlib.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* A fault-injecting backend wrapper (persist.h: cap_fault_backend_*): passes
  * calls to an inner backend, and by plan fails them (I/O error, full disk,
  * not found) or damages what reads return (a flipped bit, a truncation, the

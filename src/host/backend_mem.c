@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* An in-memory blob backend (persist.h: cap_mem_backend_new): an
  * open-addressing table of (hash, bytes) under a reader-writer lock. Bytes
  * are copied in with the backend's allocator and out with the caller's. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The LMDB blob backend (persist.h: cap_lmdb_open).
  *
  * One database file (MDB_NOSUBDIR: the file plus "<path>-lock"), the unnamed

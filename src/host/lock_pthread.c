@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The host build's lock hooks: a pthread mutex with a condition variable
  * (wait/notify serve single-flight fetches). */
 #include <pthread.h>

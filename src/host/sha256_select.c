@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* CAPSTORE_SHA256 environment override of the SHA-256 kernel choice. */
 #include <stdlib.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Host conveniences: random table-hash seeds and default store options. */
 #include <errno.h>
 #include <sys/random.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 #include "check.h"
 
 #include <sys/stat.h>
@@ -11,11 +12,11 @@ int check_done(const char *name)
     return check_failures ? 1 : 0;
 }
 
-const char *check_shared_path(int argc, char **argv, const char *rel, char *buf, size_t n)
+const char *check_data_path(int argc, char **argv, const char *rel, char *buf, size_t n)
 {
-    const char *dir = argc > 1 ? argv[1] : getenv("CAPSTORE_SHARED_DIR");
+    const char *dir = argc > 1 ? argv[1] : getenv("CAPSTORE_TEST_DATA_DIR");
     if (!dir) {
-        fprintf(stderr, "FATAL: no shared folder given (argv[1] or CAPSTORE_SHARED_DIR)\n");
+        fprintf(stderr, "FATAL: no test data folder given (argv[1] or CAPSTORE_TEST_DATA_DIR)\n");
         exit(2);
     }
     snprintf(buf, n, "%s/%s", dir, rel);

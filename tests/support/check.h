@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Minimal test assertions for CTest programs: a failed CHECK prints where and
  * why, counts the failure, and the program exits 1 at the end (CHECK_DONE). */
 #ifndef CAPSTORE_TEST_CHECK_H
@@ -35,8 +36,8 @@ extern long long check_count; /* long: the model test at 10^5 sequences passes 2
 /* Print a summary and return the process exit status. */
 int check_done(const char *name);
 
-/* Path "<shared>/<rel>" into buf; exits loudly if the file is missing. */
-const char *check_shared_path(int argc, char **argv, const char *rel, char *buf, size_t n);
+/* Path "<test data dir>/<rel>" into buf; exits loudly if the file is missing. */
+const char *check_data_path(int argc, char **argv, const char *rel, char *buf, size_t n);
 
 /* Hex helpers. hex_decode returns -1 on bad hex; "-" decodes to 0 bytes. */
 long hex_decode(const char *hex, unsigned char *out, size_t cap);

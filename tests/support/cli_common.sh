@@ -1,4 +1,5 @@
-# Sourced by tests/cli_*.sh, which are run as: bash cli_X.sh <capstore> <shared-dir> <work-dir>.
+# SPDX-License-Identifier: MIT OR Apache-2.0
+# Sourced by tests/cli_*.sh, which are run as: bash cli_X.sh <capstore> <test-data-dir> <work-dir>.
 # Sets CAPSTORE, VECTORS, WORK, enters a fresh WORK and defines the helpers.
 CAPSTORE=$1 VECTORS=$2/vectors/caps.txt WORK=$3
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1

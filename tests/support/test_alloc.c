@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 #include "test_alloc.h"
 
 #include <pthread.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* A checking allocator for tests: counts live blocks and bytes, verifies the
  * size given to reallocate/deallocate matches, and can fail the Nth
  * allocation (fail_at = N, 1-based; 0 = never) to drive every allocation

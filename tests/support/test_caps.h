@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Small cap builders shared by the store tests: distinct hashes by number and
  * CNode slot setters that must succeed. */
 #ifndef CAPSTORE_TEST_CAPS_H

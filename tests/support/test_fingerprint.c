@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Store fingerprints (test_fingerprint.h). */
 #include "test_fingerprint.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* A fingerprint of a store, to check that a call that failed left it as it
  * was: the counts, every blob (hash and cap), each watched handle's lookup
  * result, cap and strong count, each watched cap's reference count and frozen

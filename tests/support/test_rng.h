@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The benchmarks' generator (xorshift64*, spec section 6) for tests: fixed
  * seeds make every random test reproducible. */
 #ifndef CAPSTORE_TEST_RNG_H

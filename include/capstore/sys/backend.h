@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore — the interface for blob backend authors.
  *
  * A backend keeps blobs outside memory: wire-form bytes (cap-schema.md,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Caps: allocation, reference counting, freezing, copy-on-write, equality,
  * and the Ref-target walk the store's settle uses. The kind-specific
  * constructors and setters live in type.c, cnode.c, data.c, instance.c and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Internal layout of caps and handles, shared by the cap modules and the
  * store (which sits above them). Not installed. */
 #ifndef CAPSTORE_CAP_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* CNode caps: 2^size_log slots, stored as a sorted array of the occupied
  * ones only. Appending in increasing slot order is O(1) amortised (the
  * decoder builds that way); any other set is a binary search and a move. */

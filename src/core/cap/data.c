@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Data caps: a list of pages, each Empty (NULL), Loaded or Missing. Pages are
  * refcounted and shared between copies; a page is written in place only
  * while one cap holds it, else copied first (copy-on-write per page). */

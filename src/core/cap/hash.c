@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* cap_hash: the SSZ hash_tree_root of each kind (cap-schema.md), mixed with
  * the Union selector. Page roots are computed from the bytes through the
  * batch kernel, several pages per call, and cached in the page once. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Image caps: validated on construction, held in one allocation. */
 #include "base.h"
 #include "cap/cap_internal.h"

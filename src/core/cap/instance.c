@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Instance caps: a running instance's state (cap-schema.md, InstanceCap). */
 #include "base.h"
 #include "cap/cap_internal.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Handles: the reference count half the cap layer owns (see cap_internal.h).
  * Everything else about a handle (what its last reference means, its entry)
  * belongs to the store that made it, through ops->release. */

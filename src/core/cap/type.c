@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Type caps: one Bytes32, the image hash chain. */
 #include "cap/cap_internal.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Wire codec (cap-schema.md, "Wire form"): one selector byte, then the SSZ
  * serialization of the payload.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Error texts and message formatting (no libc: a tiny formatter). */
 #include "base.h"
 #include "capstore/common.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Backend wrappers and moving caps through a backend (sys/backend.h,
  * persist.h: cap_backend_*, cap_persist_*).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* SHA-256 constants shared by the kernels. */
 #include "sha256/sha256_internal.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Kernel selection: the process-wide choice of SHA-256 kernel (spec section
  * 5) and the public hashing calls that go through it. */
 #include <stdatomic.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Internals of the SHA-256 node kernel: shared constants and the kernels the
  * dispatcher (sha256_dispatch.c) chooses between. */
 #ifndef CAPSTORE_CORE_SHA256_INTERNAL_H

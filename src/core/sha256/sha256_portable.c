@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Portable SHA-256 of 64-byte inputs: two compressions per node, the second
  * on the constant padding block whose schedule is precomputed. */
 #include "base.h"

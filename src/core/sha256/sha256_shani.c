@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* SHA-256 of 64-byte inputs with the x86 SHA extensions.
  *
  * sha256rnds2 issues every cycle but has a latency of about four, and one

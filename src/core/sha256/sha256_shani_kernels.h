@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The SHA-NI kernel functions, included twice by sha256_shani.c (once per
  * instruction encoding) after the macros they are written in. The includer
  * defines SHANI_TARGET (the functions' target attribute), SHANI_FN(name)

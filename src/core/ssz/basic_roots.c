@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* hash_tree_root of the basic SSZ shapes the cap schema uses, and the
  * length/selector mix-ins. */
 #include "base.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* SSZ serialization primitives: little-endian fields, a bounded writer and
  * a strict reader. The reader treats every length and offset as hostile:
  * each check is written so that no sum of attacker-controlled values can

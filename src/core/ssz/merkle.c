@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Streaming merkleizer: chunks go into a 64-chunk block that is reduced a
  * level at a time through the batch SHA-256 kernel; each block's root joins
  * a stack of left subtree roots (one per height, like a binary counter).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Sparse merkleization: a tree of 2^depth leaves of which only n are
  * non-zero (CNode slot lists). Each level is a sorted list of (index, node);
  * siblings that are both present pair up, a lone node pairs with the zero

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* zero_hash(d) for d = 0..64: the root of a perfect tree of 2^d zero
  * chunks. A constant table (these are public values, generated once with
  * SHA-256) needs no initialisation, so it is race-free and costs nothing. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The blob tier: per-shard open-addressing tables (linear probing over a
  * byte array of tags, grown at 0.8 load, backward-shift deletion) keyed by
  * the cap hash. Keys are uniform digests, so the index is one multiply of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The instance tier: entries are the handles themselves (no id table), each
  * on its shard's list; the shard lock guards the entry's cap. */
 #include "store/store_internal.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Store locks: the caller's hooks, or the built-in spin lock (C11 atomics,
  * test-and-test-and-set) when the options give none. */
 #include "store/store_internal.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Backends attached to a store: the missing-blob provider (single-flight
  * fetches), cap_store_exists and cap_store_flush.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Read sections for lock-free blob hits (see store_internal.h).
  *
  * A hit takes its reference from a cap the table points to, without the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Blob retention: pins, the byte budget and trim.
  *
  * A blob may leave memory only if it can come back: a backend is attached

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* settle: resolve a working graph of instance entries to content hashes.
  *
  * 1. Snapshot (iterative DFS, explicit stack from the allocator): take a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The store: creation, first-use set-up, close, counts, the handle release
  * protocol and the O(dead) sweep. See store_internal.h for the layout and
  * the protocol. */

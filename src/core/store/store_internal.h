@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Internal layout of the store (src/core/store only). Not installed.
  *
  * Layout
