@@ -215,7 +215,7 @@ static void test_table_checks(void)
     memset(&e, 0, sizeof e);
     CHECK_EQ_INT(cap_backend_check(NULL, &e), CAP_EINVAL);
     cap_backend_t t = CAP_BACKEND_INIT;
-    CHECK_EQ_INT(t.version, 1);
+    CHECK_EQ_INT(t.version, 2);
     CHECK_EQ_INT(cap_backend_check(&t, &e), CAP_EINVAL); /* no read */
     CHECK(e.what != NULL);
     CHECK_EQ_INT(cap_mem_backend_new(A, &g_inner), CAP_OK);
@@ -571,6 +571,81 @@ static void test_alloc_failures(void)
     CHECK(test_alloc_clean(&ta));
 }
 
+/* The version-2 wrappers over a backend without the version-2 entries
+ * (and over a table that says version 1): read_many / exists_many fall back
+ * on one call per item with per-item codes, write_many on write_batch with
+ * `written` = n, and roots are refused; root names are checked first. */
+static void test_v2_fallbacks(void)
+{
+    cap_backend_t *b = NULL;
+    CHECK_EQ_INT(cap_mem_backend_new(A, &b), CAP_OK);
+    if (!b) return;
+    for (unsigned version = 1; version <= 2; version++) {
+        cap_backend_t t = *b; /* the same entries, with the version under test */
+        t.version = version;
+        if (version == 1) {
+            t.read_many = NULL;
+            t.exists_many = NULL;
+            t.write_many = NULL;
+        }
+        cap_hash_t hs[3] = {test_rng_hash(&rng), test_rng_hash(&rng), test_rng_hash(&rng)};
+        uint8_t v[2][5] = {{1, 2, 3, 4, 5}, {9, 8, 7, 6, 5}};
+        cap_backend_item_t items[2] = {{hs[0], v[0], 5}, {hs[2], v[1], 5}};
+        cap_backend_write_result_t res = {77, 77};
+        cap_err_t e;
+        memset(&e, 0x5a, sizeof e);
+        CHECK_EQ_INT(cap_backend_write_many(&t, items, 2, NULL, 0, &res, &e), CAP_OK);
+        CHECK_EQ_INT(res.written, 2);
+        CHECK_EQ_INT(res.repaired, 0);
+        int codes[3] = {1, 1, 1};
+        CHECK_EQ_INT(cap_backend_exists_many(&t, hs, 3, codes, &e), CAP_OK);
+        CHECK(codes[0] == CAP_OK && codes[1] == CAP_ENOTFOUND && codes[2] == CAP_OK);
+        uint8_t *bytes[3];
+        size_t lens[3];
+        CHECK_EQ_INT(cap_backend_read_many(&t, hs, 3, A, bytes, lens, codes, &e), CAP_OK);
+        CHECK(codes[0] == CAP_OK && codes[1] == CAP_ENOTFOUND && codes[2] == CAP_OK);
+        CHECK(lens[0] == 5 && bytes[0] && memcmp(bytes[0], v[0], 5) == 0);
+        CHECK(lens[1] == 0 && bytes[1] == NULL);
+        CHECK(lens[2] == 5 && bytes[2] && memcmp(bytes[2], v[1], 5) == 0);
+        for (int i = 0; i < 3; i++)
+            if (bytes[i]) A->deallocate(A->ctx, bytes[i], lens[i]);
+        /* Roots: names checked before anything else, then refused. */
+        cap_backend_root_t r = {"main", hs[0]};
+        memset(&e, 0x5a, sizeof e);
+        CHECK_EQ_INT(cap_backend_write_many(&t, items, 1, &r, 1, NULL, &e), CAP_EBACKEND);
+        CHECK(e.code == CAP_EBACKEND && e.what && strcmp(e.what, "roots not supported") == 0);
+        r.name = "abc123";
+        CHECK_EQ_INT(cap_backend_write_many(&t, items, 1, &r, 1, NULL, &e), CAP_EINVAL);
+        CHECK(!cap_backend_has_roots(&t));
+        cap_hash_t got;
+        CHECK_EQ_INT(cap_backend_root_get(&t, "main", &got, &e), CAP_EBACKEND);
+        CHECK_EQ_INT(cap_backend_root_set(&t, "main", &hs[0], &e), CAP_EBACKEND);
+        CHECK_EQ_INT(cap_backend_root_delete(&t, "main", &e), CAP_EBACKEND);
+        CHECK_EQ_INT(cap_backend_root_set(&t, "no space", &hs[0], &e), CAP_EINVAL);
+        CHECK(e.code == CAP_EINVAL);
+    }
+    cap_backend_free(b);
+
+    /* The root-name rule. */
+    char longest[CAP_ROOT_NAME_MAX + 2];
+    memset(longest, 'r', sizeof longest);
+    longest[CAP_ROOT_NAME_MAX] = 0;
+    CHECK(cap_root_name_valid(longest));
+    longest[CAP_ROOT_NAME_MAX] = 'r';
+    longest[CAP_ROOT_NAME_MAX + 1] = 0;
+    CHECK(!cap_root_name_valid(longest));
+    CHECK(cap_root_name_valid("demo"));
+    CHECK(cap_root_name_valid("hosts/a-1.snap_2"));
+    CHECK(cap_root_name_valid("deadbeefg"));
+    CHECK(!cap_root_name_valid("deadbeef"));
+    CHECK(!cap_root_name_valid("DEADBEEF01"));
+    CHECK(!cap_root_name_valid(""));
+    CHECK(!cap_root_name_valid(NULL));
+    CHECK(!cap_root_name_valid("a b"));
+    CHECK(!cap_root_name_valid("caf\xc3\xa9"));
+    CHECK(!cap_root_name_valid("a:b"));
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -578,6 +653,7 @@ int main(int argc, char **argv)
     test_alloc_init(&ta);
     test_mem_basics();
     test_table_checks();
+    test_v2_fallbacks();
     test_roundtrip();
     test_faults();
     test_alloc_failures();

@@ -106,10 +106,46 @@ static void test_truncation(void)
     CHECK(untouched == 'Z');
 }
 
+/* The hash and the library's inline detail text reach the message; the
+ * detail never overflows its array; NULL arguments are safe. */
+static void test_hash_and_detail(void)
+{
+    cap_err_t e;
+    memset(&e, 0x5a, sizeof e); /* poisoned: cap_err_set clears every field */
+    CHECK_EQ_INT(cap_err_set(&e, CAP_EBLOBMISSING, "in no tier"), CAP_EBLOBMISSING);
+    CHECK(!e.has_hash && e.detail[0] == 0 && e.offset == 0 && e.id == 0);
+    cap_hash_t h;
+    for (int i = 0; i < 32; i++) h.bytes[i] = (uint8_t)(i * 17);
+    cap_err_set_hash(&e, &h);
+    cap_err_add_detail(&e, "page ");
+    cap_err_add_detail_u64(&e, 12345);
+    char buf[256];
+    cap_err_format(&e, buf, sizeof buf);
+    CHECK(strstr(buf, "blob not found for hash: in no tier: page 12345 (hash 00112233") != NULL);
+    CHECK(strstr(buf, "0f)") != NULL); /* the last byte: 31 * 17 mod 256 = 0x0f */
+    for (int i = 0; i < 40; i++) cap_err_add_detail(&e, "0123456789");
+    CHECK_EQ_INT(strlen(e.detail), CAP_ERR_DETAIL_SIZE - 1);
+    /* A caller's struct whose detail is not terminated is read within bounds. */
+    memset(e.detail, 'x', sizeof e.detail);
+    CHECK(cap_err_format(&e, buf, sizeof buf) < sizeof buf);
+    /* NULL safety. */
+    CHECK_EQ_INT(cap_err_set(NULL, CAP_EINVAL, "x"), CAP_EINVAL);
+    cap_err_set_hash(NULL, &h);
+    cap_err_add_detail(NULL, "x");
+    cap_err_add_detail(&e, NULL);
+    cap_err_add_detail_u64(NULL, 1);
+    CHECK_EQ_INT(cap_err_format(NULL, NULL, 0), strlen("no error detail"));
+    CHECK_EQ_INT(cap_err_format(NULL, buf, sizeof buf), strlen("no error detail"));
+    CHECK(strcmp(buf, "no error detail") == 0);
+    cap_err_set(&e, CAP_EBACKEND, "x");
+    CHECK_EQ_INT(cap_err_format(&e, NULL, 10), strlen("backend failure: x"));
+}
+
 int main(void)
 {
     test_texts();
     test_details();
     test_truncation();
+    test_hash_and_detail();
     return check_done("test_errors");
 }

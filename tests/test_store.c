@@ -990,7 +990,44 @@ static void test_bad_args(void)
     end_test(s);
 }
 
+/* The options' size field: 0 and sizeof are this layout; a caller built
+ * against a later header (a larger size) is accepted while the bytes this
+ * library does not know are zero, and refused otherwise; a size too small
+ * to hold even the size field is refused; worker hooks need `run`. */
+static void test_options_size(void)
+{
+    struct {
+        cap_store_options_t o;
+        unsigned char later[16];
+    } big;
+    memset(&big, 0, sizeof big);
+    big.o = opts();
+    cap_store_t *s = NULL;
+    size_t sizes[] = {0, sizeof(cap_store_options_t), sizeof big};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        big.o.size = sizes[i];
+        CHECK_EQ_INT(cap_store_new(&s, &big.o), CAP_OK);
+        cap_store_free(s);
+        s = NULL;
+    }
+    big.later[3] = 1; /* a later field this library cannot honour */
+    CHECK_EQ_INT(cap_store_new(&s, &big.o), CAP_EINVAL);
+    CHECK(s == NULL);
+    big.o.size = 1;
+    CHECK_EQ_INT(cap_store_new(&s, &big.o), CAP_EINVAL);
+    cap_store_options_t init = CAP_STORE_OPTIONS_INIT;
+    CHECK_EQ_INT(init.size, sizeof(cap_store_options_t));
+    CHECK(init.alloc == NULL && init.workers == NULL);
+    cap_workers_t w;
+    memset(&w, 0, sizeof w);
+    cap_store_options_t o = opts();
+    o.workers = &w; /* no run */
+    CHECK_EQ_INT(cap_store_new(&s, &o), CAP_EINVAL);
+    CHECK(s == NULL);
+}
+
 typedef void (*test_fn)(void);
+
 
 int main(int argc, char **argv)
 {
@@ -1024,6 +1061,7 @@ int main(int argc, char **argv)
         {"iter_sorted", test_iter_sorted},
         {"many_blobs_growth", test_many_blobs_growth},
         {"bad_args", test_bad_args},
+        {"options_size", test_options_size},
     };
     test_alloc_init(&ta);
     for (use_spin = 0; use_spin < 2; use_spin++) {

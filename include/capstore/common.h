@@ -15,9 +15,9 @@ extern "C" {
 #endif
 
 #define CAPSTORE_VERSION_MAJOR 0
-#define CAPSTORE_VERSION_MINOR 1
+#define CAPSTORE_VERSION_MINOR 9
 #define CAPSTORE_VERSION_PATCH 0
-#define CAPSTORE_VERSION "0.1.0"
+#define CAPSTORE_VERSION "0.9.0"
 
 /** A 32-byte SSZ hash_tree_root (SHA-256). Wrapped in a struct so it can be
  * passed and assigned by value. */
@@ -46,9 +46,15 @@ enum cap_error {
     CAP_ENOTFOUND = -15         /**< generic absence (e.g. a backend has no such key) */
 };
 
-/** Detail of an error, for messages. Filled by functions that take a
+/** Size of cap_err_t.detail, the terminating NUL included. */
+#define CAP_ERR_DETAIL_SIZE 96
+
+/** Detail of an error, for messages. Every function that takes a
  * `cap_err_t *err` argument (which may be NULL when the detail is not
- * wanted). Only the fields meaningful for `code` are set; the others are 0. */
+ * wanted) fills it on every failure: `code` is the value it returned, and
+ * the fields meaningful for that code are set; the others are 0 (empty for
+ * `detail`). On success the struct's content is unspecified unless the
+ * function says otherwise. */
 typedef struct cap_err {
     int code;            /**< the same value the function returned */
     const char *what;    /**< static text: the rule broken or the reason (may be NULL) */
@@ -56,14 +62,32 @@ typedef struct cap_err {
     uint64_t id;         /**< CAP_EINSTANCEMISSING: the instance id */
     uint64_t expected;   /**< CAP_EPAGESIZE: the page size */
     uint64_t got;        /**< CAP_EPAGESIZE: the length given */
+    bool has_hash;       /**< `hash` names what the error concerns */
+    cap_hash_t hash;     /**< a missing blob, a bad record, a mismatch: its hash */
+    char detail[CAP_ERR_DETAIL_SIZE]; /**< text the library filled in (a node, a key,
+                                           a page, a path); "" when none */
 } cap_err_t;
+
+/** Reset `e` to `code` and the static `what`, every other field cleared.
+ * Returns `code`. `e` may be NULL (then only returns `code`). For backend
+ * authors and wrappers; the library's own failures go through it too. */
+int cap_err_set(cap_err_t *e, int code, const char *what);
+/** Record the hash the error concerns (e->has_hash). NULL `e` or `h`: no-op. */
+void cap_err_set_hash(cap_err_t *e, const cap_hash_t *h);
+/** Append `text` to e->detail, truncated to fit (always NUL-terminated).
+ * NULL `e` or `text`: no-op. */
+void cap_err_add_detail(cap_err_t *e, const char *text);
+/** Append the decimal form of `v` to e->detail, as cap_err_add_detail. */
+void cap_err_add_detail_u64(cap_err_t *e, uint64_t v);
 
 /** Static English text for an error code ("out of memory", ...). Never NULL. */
 const char *cap_strerror(int code);
 
 /** Format a full message for `e` into `buf` (always NUL-terminated when
- * `n > 0`). Returns the length the full message needs, excluding the NUL,
- * like snprintf. */
+ * `n > 0`): the code's text, its numbers, then ": what", ": detail" and
+ * " (hash HEX)" where set. Returns the length the full message needs,
+ * excluding the NUL, like snprintf. A NULL `e` formats as "no error detail";
+ * a NULL `buf` is taken as `n == 0`. */
 size_t cap_err_format(const cap_err_t *e, char *buf, size_t n);
 
 /** Allocator hooks. Every object that allocates records the allocator it was

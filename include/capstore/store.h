@@ -59,23 +59,51 @@ typedef struct cap_lock_hooks {
                                         writable backend before the put returns (see
                                         cap_store_add_backend) */
 
+/** Worker hook: a parallel-for. `run` calls fn(arg, i) for every i in
+ * [0, n), on any threads (the calling one included), and returns when all
+ * calls have returned. The store splits work into about `threads` parts
+ * (the caller counts as one). The host provides a thread pool
+ * (host.h: cap_host_workers_new); a guest passes none. */
+typedef struct cap_workers {
+    void (*run)(void *ctx, size_t n, void (*fn)(void *arg, size_t i), void *arg);
+    unsigned threads;
+    void *ctx;
+} cap_workers_t;
+
+/** Store options. Set `size` to sizeof(cap_store_options_t) (or start from
+ * CAP_STORE_OPTIONS_INIT): fields that a later version adds at the end are
+ * read only when `size` covers them, so a caller built against this header
+ * keeps working with a later library. `size` 0 is taken as the size of this
+ * layout (that of 0.9.0). A `size` larger than the library knows is accepted
+ * when the bytes past what it knows are all zero, else refused (CAP_EINVAL). */
 typedef struct cap_store_options {
+    size_t size;                   /**< sizeof(cap_store_options_t), or 0 (see above) */
     const cap_alloc_t *alloc;      /**< required; must outlive the store and its handles */
     const cap_lock_hooks_t *locks; /**< NULL: built-in spin locks */
     uint64_t hash_seed[2];         /**< table-hash seed (host: random per store by default) */
     uint64_t first_id;             /**< first instance id; 0 means 1 */
     unsigned flags;                /**< CAP_STORE_VERIFY ... */
+    const cap_workers_t *workers;  /**< NULL: every phase on the calling thread */
 } cap_store_options_t;
 
-/** Create a store (allocates the store header). */
+/** An initialiser with `size` filled in and every other field zero. */
+#define CAP_STORE_OPTIONS_INIT {sizeof(cap_store_options_t), 0, 0, {0, 0}, 0, 0u, 0}
+
+/** Create a store (allocates the store header). CAP_EINVAL on bad options
+ * (no allocator, incomplete lock or worker hooks, an unknown `size`). */
 int cap_store_new(cap_store_t **out, const cap_store_options_t *opt);
 
 /** Storage for an in-place store (the seed's new_const): a static or
  * caller-owned block. cap_store_init_in_place allocates nothing; the tables
  * are allocated on first use. */
 #define CAP_STORE_STORAGE_SIZE 512
+#ifdef __cplusplus
+#define CAP_ALIGNAS_64 alignas(64) /* C++11 spells C11's _Alignas so */
+#else
+#define CAP_ALIGNAS_64 _Alignas(64)
+#endif
 typedef struct cap_store_storage {
-    _Alignas(64) unsigned char opaque[CAP_STORE_STORAGE_SIZE];
+    CAP_ALIGNAS_64 unsigned char opaque[CAP_STORE_STORAGE_SIZE];
 } cap_store_storage_t;
 /** Initialise a store in `storage`. The storage must outlive every handle of
  * the store. Returns CAP_EINVAL on bad options. */

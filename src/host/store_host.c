@@ -22,7 +22,7 @@ int cap_random_seed(uint64_t seed[2])
 
 cap_store_options_t cap_store_options_host(void)
 {
-    cap_store_options_t o = {0};
+    cap_store_options_t o = CAP_STORE_OPTIONS_INIT;
     o.alloc = cap_alloc_libc();
     o.locks = cap_lock_pthread();
     if (cap_random_seed(o.hash_seed) != CAP_OK) {

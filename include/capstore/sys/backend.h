@@ -16,10 +16,14 @@
  * (the store, the tools) use rather than the raw pointers.
  *
  * Rules every backend follows:
- *   - Content addressing: `write` of a hash already held succeeds and changes
- *     nothing (the bytes are the same by construction). A backend does not
- *     hash what it is given; readers verify (cap_persist_fetch), unless the
- *     backend is flagged CAP_BACKEND_TRUSTED.
+ *   - Content addressing: the wire form is canonical, so equal hashes mean
+ *     equal bytes. `write` of a hash already held with the same bytes
+ *     changes nothing; a hash held with *other* bytes (a damaged or poisoned
+ *     entry: writers hand over verified bytes) is overwritten with the new
+ *     bytes in the same transaction, and counted as repaired where the
+ *     backend reports counts (write_many). A backend does not hash what it
+ *     is given; readers verify (cap_persist_fetch), unless the backend is
+ *     flagged CAP_BACKEND_TRUSTED.
  *   - Errors are returned, never raised: CAP_ENOTFOUND for an absent hash,
  *     CAP_ENOMEM when the caller's allocator fails, CAP_EBACKEND for anything
  *     else (I/O, full disk, closed, read-only) with err->what set to static
@@ -40,12 +44,23 @@
 extern "C" {
 #endif
 
-/** The table version this header describes. */
-#define CAP_BACKEND_VERSION 1u
+/** The table version this header describes. Version 1 tables (the fields
+ * up to `free`) keep working: the wrappers read the version-2 entries only
+ * from tables that say version >= 2, and fall back as documented. */
+#define CAP_BACKEND_VERSION 2u
 
 /** Backend flags (cap_backend_t.flags). */
 #define CAP_BACKEND_TRUSTED 1u  /**< reads need no hash verification (decode still strict) */
 #define CAP_BACKEND_READONLY 2u /**< writes fail with CAP_EBACKEND ("read-only") */
+/** A failed batch write may have stored part of the batch (a sharded
+ * engine cannot make it all-or-nothing). For such a backend a flush writes
+ * the blobs first, waits until they are durable (flush), and only then sets
+ * roots, in a second call. */
+#define CAP_BACKEND_NONATOMIC_BATCH 4u
+
+/** Longest root name, in bytes (names: 1..255 of [A-Za-z0-9._/-], not made
+ * of hex digits only; cap_root_name_valid checks). */
+#define CAP_ROOT_NAME_MAX 255
 
 /** One blob of a batch: its hash and its wire bytes (borrowed for the call). */
 typedef struct cap_backend_item {
@@ -53,6 +68,22 @@ typedef struct cap_backend_item {
     const uint8_t *bytes;
     size_t n;
 } cap_backend_item_t;
+
+/** A named root of a batch write: `name` -> `hash` (both borrowed). */
+typedef struct cap_backend_root {
+    const char *name;
+    cap_hash_t hash;
+} cap_backend_root_t;
+
+/** What a write_many did (filled on CAP_OK). */
+typedef struct cap_backend_write_result {
+    size_t written;  /**< items that were not stored before */
+    size_t repaired; /**< items stored with other (damaged) bytes, now replaced */
+} cap_backend_write_result_t;
+
+/** Root listing callback: one root, `name` borrowed for the call. Return 0
+ * to go on; any other value stops the listing, which returns that value. */
+typedef int (*cap_backend_root_fn)(void *arg, const char *name, const cap_hash_t *h);
 
 /** Iteration callback: one stored blob, its bytes borrowed for the call.
  * Return 0 to go on; any other value stops the iteration, which then
@@ -110,10 +141,50 @@ struct cap_backend {
      * it, this table. Called once, by cap_backend_free, when no other call
      * is in flight. */
     void (*free)(void *ctx);
+
+    /* Version 2 ------------------------------------------------------------------------- */
+
+    /** Optional. Look up `n` hashes at once (one round trip, one snapshot).
+     * For each i: codes[i] = CAP_OK with bytes[i]/lens[i] as `read` gives
+     * them (allocated from `a`), or CAP_ENOTFOUND, or a per-item error, with
+     * bytes[i] = NULL, lens[i] = 0. Returns CAP_OK when every item has its
+     * code, or an error of the whole call (then every item that has no
+     * CAP_OK code has that error; items already CAP_OK stay, and the caller
+     * frees them). NULL: the wrapper calls `read` n times. */
+    int (*read_many)(void *ctx, const cap_hash_t *hashes, size_t n, const cap_alloc_t *a,
+                     uint8_t **bytes, size_t *lens, int *codes, cap_err_t *err);
+
+    /** Optional. codes[i] = CAP_OK (stored), CAP_ENOTFOUND, or an error, for
+     * `n` hashes at once. Returns as read_many. NULL: cap_backend_exists n
+     * times. */
+    int (*exists_many)(void *ctx, const cap_hash_t *hashes, size_t n, int *codes, cap_err_t *err);
+
+    /** Optional. Store `n` items and then set `nroots` roots, as one
+     * transaction unless CAP_BACKEND_NONATOMIC_BATCH. Writing a root checks
+     * that its graph is complete (every hash reachable from it stored, or
+     * among the items): CAP_EBLOBMISSING (err->hash: the first missing one)
+     * otherwise, and nothing is written. `res` (may be NULL) gets the counts.
+     * NULL: the wrapper uses write_batch (or write) for the items, and
+     * fails with CAP_EBACKEND ("roots not supported") when nroots > 0. */
+    int (*write_many)(void *ctx, const cap_backend_item_t *items, size_t n,
+                      const cap_backend_root_t *roots, size_t nroots,
+                      cap_backend_write_result_t *res, cap_err_t *err);
+
+    /** Optional (all four, or none). Named roots: name -> hash.
+     * root_get: CAP_OK with *h, or CAP_ENOTFOUND. root_set: as a write_many
+     * of no items and one root (closure checked). root_delete: CAP_OK, or
+     * CAP_ENOTFOUND if no such root. root_list: `fn` once per root, sorted
+     * by name, over one snapshot; returns as `iterate`. NULL: the wrappers
+     * return CAP_EBACKEND ("roots not supported"). */
+    int (*root_get)(void *ctx, const char *name, cap_hash_t *h, cap_err_t *err);
+    int (*root_set)(void *ctx, const char *name, const cap_hash_t *h, cap_err_t *err);
+    int (*root_delete)(void *ctx, const char *name, cap_err_t *err);
+    int (*root_list)(void *ctx, cap_backend_root_fn fn, void *arg, cap_err_t *err);
 };
 
 /** Static initialiser for a table: the version filled in, the rest zero. */
-#define CAP_BACKEND_INIT {CAP_BACKEND_VERSION, 0u, (const char *)0, (void *)0, 0, 0, 0, 0, 0, 0, 0}
+#define CAP_BACKEND_INIT                                                                        \
+    {CAP_BACKEND_VERSION, 0u, (const char *)0, (void *)0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
 /** CAP_OK if the table is usable: version 1..CAP_BACKEND_VERSION and `read`
  * set (and `write` or `write_batch` unless CAP_BACKEND_READONLY). Else CAP_EINVAL with
@@ -137,6 +208,36 @@ int cap_backend_flush(const cap_backend_t *b, cap_err_t *err);
 /** CAP_OK (present), CAP_ENOTFOUND (absent) or an error. */
 int cap_backend_exists(const cap_backend_t *b, const cap_hash_t *h, cap_err_t *err);
 int cap_backend_iterate(const cap_backend_t *b, cap_backend_iter_fn fn, void *arg, cap_err_t *err);
+/** Version 2 entries, with the fallbacks described at each entry. A table
+ * of version 1 gets the fallbacks. codes[] always gets one code per item.
+ * read_many's caller frees each bytes[i] with a->deallocate(ctx, bytes[i],
+ * lens[i]) where it is not NULL. */
+int cap_backend_read_many(const cap_backend_t *b, const cap_hash_t *hashes, size_t n,
+                          const cap_alloc_t *a, uint8_t **bytes, size_t *lens, int *codes,
+                          cap_err_t *err);
+int cap_backend_exists_many(const cap_backend_t *b, const cap_hash_t *hashes, size_t n, int *codes,
+                            cap_err_t *err);
+/** `res` may be NULL. Without write_many: counts `written` as n (a version-1
+ * backend does not tell new from present) and `repaired` as 0. */
+int cap_backend_write_many(const cap_backend_t *b, const cap_backend_item_t *items, size_t n,
+                           const cap_backend_root_t *roots, size_t nroots,
+                           cap_backend_write_result_t *res, cap_err_t *err);
+/** Root names are checked here (CAP_EINVAL, "bad root name") before the
+ * backend sees them. */
+int cap_backend_root_get(const cap_backend_t *b, const char *name, cap_hash_t *h, cap_err_t *err);
+int cap_backend_root_set(const cap_backend_t *b, const char *name, const cap_hash_t *h,
+                         cap_err_t *err);
+int cap_backend_root_delete(const cap_backend_t *b, const char *name, cap_err_t *err);
+int cap_backend_root_list(const cap_backend_t *b, cap_backend_root_fn fn, void *arg,
+                          cap_err_t *err);
+/** Whether the backend has the root entries (version 2 and all four set). */
+bool cap_backend_has_roots(const cap_backend_t *b);
+
+/** A valid root name: 1..CAP_ROOT_NAME_MAX bytes of [A-Za-z0-9._/-], not
+ * all hex digits (so a name never reads as a hash or a hash prefix), and
+ * NUL-terminated within that length. */
+bool cap_root_name_valid(const char *name);
+
 /** Release the backend (calls its `free`). NULL is a no-op. The backend must
  * not be attached to a live store or in use by another thread. */
 void cap_backend_free(cap_backend_t *b);

@@ -7,12 +7,7 @@
 
 static int image_fail(cap_err_t *err, int code, const char *what)
 {
-    if (err) {
-        cap_memset(err, 0, sizeof *err);
-        err->code = code;
-        err->what = what;
-    }
-    return code;
+    return cap_err_set(err, code, what);
 }
 
 static bool slot_entries_ok(const cap_slot_entry_t *e, size_t n, const char **why,

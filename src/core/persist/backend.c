@@ -11,15 +11,7 @@
 
 int cap_backend_fail(cap_err_t *err, int code, const char *what)
 {
-    if (err) {
-        err->code = code;
-        err->what = what;
-        err->offset = 0;
-        err->id = 0;
-        err->expected = 0;
-        err->got = 0;
-    }
-    return code;
+    return cap_err_set(err, code, what);
 }
 
 /* A backend's result, with a reason filled in when it left none. */
@@ -189,6 +181,207 @@ int cap_backend_iterate(const cap_backend_t *b, cap_backend_iter_fn fn, void *ar
     return rc;
 }
 
+/* Version 2 ---------------------------------------------------------------------------------- */
+
+static bool has_v2(const cap_backend_t *b)
+{
+    return b->version >= 2u;
+}
+
+int cap_backend_read_many(const cap_backend_t *b, const cap_hash_t *hashes, size_t n,
+                          const cap_alloc_t *a, uint8_t **bytes, size_t *lens, int *codes,
+                          cap_err_t *err)
+{
+    if ((!hashes || !bytes || !lens || !codes) && n)
+        return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
+    for (size_t i = 0; i < n; i++) {
+        bytes[i] = (uint8_t *)0;
+        lens[i] = 0;
+        codes[i] = CAP_EBACKEND;
+    }
+    if (!a) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
+    int rc = cap_backend_check(b, err);
+    if (rc != CAP_OK) {
+        for (size_t i = 0; i < n; i++) codes[i] = rc;
+        return rc;
+    }
+    if (n == 0) return CAP_OK;
+    if (has_v2(b) && b->read_many) {
+        rc = b->read_many(b->ctx, hashes, n, a, bytes, lens, codes, err);
+        for (size_t i = 0; i < n; i++) {
+            if (codes[i] > 0) codes[i] = CAP_EBACKEND; /* a backend's bug, never success */
+            if (codes[i] != CAP_OK || rc > 0) {
+                if (bytes[i] && lens[i]) a->deallocate(a->ctx, bytes[i], lens[i]);
+                bytes[i] = (uint8_t *)0;
+                lens[i] = 0;
+                if (rc != CAP_OK && codes[i] == CAP_OK) codes[i] = CAP_EBACKEND;
+            } else if (lens[i] == 0) {
+                bytes[i] = (uint8_t *)0;
+            }
+        }
+        return settle_rc(rc, err);
+    }
+    /* One by one: a failure of one item is that item's; the call succeeds. */
+    for (size_t i = 0; i < n; i++)
+        codes[i] = b->read(b->ctx, &hashes[i], a, &bytes[i], &lens[i], (cap_err_t *)0);
+    for (size_t i = 0; i < n; i++) {
+        if (codes[i] > 0) codes[i] = CAP_EBACKEND;
+        if (codes[i] != CAP_OK) {
+            if (bytes[i] && lens[i]) a->deallocate(a->ctx, bytes[i], lens[i]);
+            bytes[i] = (uint8_t *)0;
+            lens[i] = 0;
+        } else if (lens[i] == 0) {
+            bytes[i] = (uint8_t *)0;
+        }
+    }
+    clear_err(err);
+    return CAP_OK;
+}
+
+int cap_backend_exists_many(const cap_backend_t *b, const cap_hash_t *hashes, size_t n, int *codes,
+                            cap_err_t *err)
+{
+    if ((!hashes || !codes) && n) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
+    int rc = cap_backend_check(b, err);
+    if (rc != CAP_OK) {
+        for (size_t i = 0; i < n; i++) codes[i] = rc;
+        return rc;
+    }
+    if (n == 0) return CAP_OK;
+    if (has_v2(b) && b->exists_many) {
+        for (size_t i = 0; i < n; i++) codes[i] = CAP_EBACKEND;
+        rc = b->exists_many(b->ctx, hashes, n, codes, err);
+        for (size_t i = 0; i < n; i++) {
+            if (codes[i] > 0) codes[i] = CAP_EBACKEND;
+            if (rc != CAP_OK && codes[i] != CAP_OK && codes[i] != CAP_ENOTFOUND)
+                codes[i] = rc > 0 ? CAP_EBACKEND : rc;
+        }
+        return settle_rc(rc, err);
+    }
+    for (size_t i = 0; i < n; i++) codes[i] = cap_backend_exists(b, &hashes[i], (cap_err_t *)0);
+    clear_err(err);
+    return CAP_OK;
+}
+
+static int roots_unsupported(cap_err_t *err)
+{
+    return cap_backend_fail(err, CAP_EBACKEND, "roots not supported");
+}
+
+int cap_backend_write_many(const cap_backend_t *b, const cap_backend_item_t *items, size_t n,
+                           const cap_backend_root_t *roots, size_t nroots,
+                           cap_backend_write_result_t *res, cap_err_t *err)
+{
+    if (res) {
+        res->written = 0;
+        res->repaired = 0;
+    }
+    if ((!items && n) || (!roots && nroots)) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
+    for (size_t i = 0; i < nroots; i++)
+        if (!cap_root_name_valid(roots[i].name))
+            return cap_backend_fail(err, CAP_EINVAL, "bad root name");
+    int rc = cap_backend_check(b, err);
+    if (rc != CAP_OK) return rc;
+    if ((b->flags & CAP_BACKEND_READONLY) || (!b->write && !b->write_batch))
+        return cap_backend_fail(err, CAP_EBACKEND, "read-only");
+    if (n == 0 && nroots == 0) {
+        clear_err(err);
+        return CAP_OK;
+    }
+    if (has_v2(b) && b->write_many) {
+        cap_backend_write_result_t local = {0, 0};
+        clear_err(err);
+        rc = settle_rc(b->write_many(b->ctx, items, n, roots, nroots, &local, err), err);
+        if (rc == CAP_OK && res) *res = local;
+        return rc;
+    }
+    if (nroots) return roots_unsupported(err);
+    rc = cap_backend_write_batch(b, items, n, err);
+    if (rc == CAP_OK && res) res->written = n;
+    return rc;
+}
+
+bool cap_backend_has_roots(const cap_backend_t *b)
+{
+    return b && b->version >= 2u && b->version <= CAP_BACKEND_VERSION && b->root_get &&
+           b->root_set && b->root_delete && b->root_list;
+}
+
+bool cap_root_name_valid(const char *name)
+{
+    if (!name) return false;
+    size_t n = 0;
+    bool all_hex = true;
+    for (; name[n]; n++) {
+        if (n >= CAP_ROOT_NAME_MAX) return false;
+        char c = name[n];
+        bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+        bool ok = hex || (c >= 'g' && c <= 'z') || (c >= 'G' && c <= 'Z') || c == '.' || c == '_' ||
+                  c == '/' || c == '-';
+        if (!ok) return false;
+        if (!hex) all_hex = false;
+    }
+    return n > 0 && !all_hex;
+}
+
+static int root_entry(const cap_backend_t *b, const char *name, cap_err_t *err)
+{
+    if (name && !cap_root_name_valid(name)) return cap_backend_fail(err, CAP_EINVAL, "bad root name");
+    int rc = cap_backend_check(b, err);
+    if (rc != CAP_OK) return rc;
+    if (!cap_backend_has_roots(b)) return roots_unsupported(err);
+    clear_err(err);
+    return CAP_OK;
+}
+
+int cap_backend_root_get(const cap_backend_t *b, const char *name, cap_hash_t *h, cap_err_t *err)
+{
+    if (!name || !h) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
+    int rc = root_entry(b, name, err);
+    if (rc != CAP_OK) return rc;
+    rc = b->root_get(b->ctx, name, h, err);
+    if (rc == CAP_ENOTFOUND) {
+        cap_backend_fail(err, CAP_ENOTFOUND, "no such root");
+        cap_err_add_detail(err, name);
+        return rc;
+    }
+    return settle_rc(rc, err);
+}
+
+int cap_backend_root_set(const cap_backend_t *b, const char *name, const cap_hash_t *h,
+                         cap_err_t *err)
+{
+    if (!name || !h) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
+    int rc = root_entry(b, name, err);
+    if (rc != CAP_OK) return rc;
+    if (b->flags & CAP_BACKEND_READONLY) return cap_backend_fail(err, CAP_EBACKEND, "read-only");
+    return settle_rc(b->root_set(b->ctx, name, h, err), err);
+}
+
+int cap_backend_root_delete(const cap_backend_t *b, const char *name, cap_err_t *err)
+{
+    if (!name) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
+    int rc = root_entry(b, name, err);
+    if (rc != CAP_OK) return rc;
+    if (b->flags & CAP_BACKEND_READONLY) return cap_backend_fail(err, CAP_EBACKEND, "read-only");
+    rc = b->root_delete(b->ctx, name, err);
+    if (rc == CAP_ENOTFOUND) {
+        cap_backend_fail(err, CAP_ENOTFOUND, "no such root");
+        cap_err_add_detail(err, name);
+        return rc;
+    }
+    return settle_rc(rc, err);
+}
+
+int cap_backend_root_list(const cap_backend_t *b, cap_backend_root_fn fn, void *arg,
+                          cap_err_t *err)
+{
+    if (!fn) return cap_backend_fail(err, CAP_EINVAL, "NULL callback");
+    int rc = root_entry(b, (const char *)0, err);
+    if (rc != CAP_OK) return rc;
+    return b->root_list(b->ctx, fn, arg, err);
+}
+
 void cap_backend_free(cap_backend_t *b)
 {
     if (!b || !b->free) return;
@@ -204,7 +397,10 @@ int cap_persist_decode(const cap_hash_t *h, const uint8_t *bytes, size_t n, cons
     if (!h || !a || !out) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
     cap_t *c = (cap_t *)0;
     int rc = cap_wire_decode(bytes, n, a, &c, err);
-    if (rc != CAP_OK) return rc;
+    if (rc != CAP_OK) {
+        cap_err_set_hash(err, h);
+        return rc;
+    }
     if (verify) {
         cap_hash_t got;
         rc = cap_hash(c, &got);
@@ -214,7 +410,9 @@ int cap_persist_decode(const cap_hash_t *h, const uint8_t *bytes, size_t n, cons
         }
         if (bc_memcmp(got.bytes, h->bytes, 32) != 0) {
             cap_release(c);
-            return cap_backend_fail(err, CAP_EMISMATCH, "stored bytes hash to another value");
+            cap_backend_fail(err, CAP_EMISMATCH, "stored bytes hash to another value");
+            cap_err_set_hash(err, h);
+            return CAP_EMISMATCH;
         }
     }
     *out = c;
@@ -229,7 +427,10 @@ int cap_persist_fetch(const cap_backend_t *b, const cap_hash_t *h, const cap_all
     uint8_t *bytes;
     size_t n;
     int rc = cap_backend_read(b, h, a, &bytes, &n, err);
-    if (rc != CAP_OK) return rc;
+    if (rc != CAP_OK) {
+        cap_err_set_hash(err, h);
+        return rc;
+    }
     rc = cap_persist_decode(h, bytes, n, a, verify, out, err);
     if (bytes) a->deallocate(a->ctx, bytes, n);
     return rc;

@@ -468,7 +468,7 @@ static __attribute__((noinline)) int blob_get_slow(cap_store_t *s, const cap_has
         return store_fetch_locked(s, sh, h, mix, out, err);
     store_unlock(s, sh->lock);
 missing:
-    return store_missing(err);
+    return store_missing(err, h);
 }
 
 static inline __attribute__((always_inline)) int blob_get(cap_store_t *s, const cap_hash_t *h,
@@ -480,7 +480,7 @@ static inline __attribute__((always_inline)) int blob_get(cap_store_t *s, const 
         if (CAP_LIKELY(probe == PROBE_FOUND))
             return CAP_OK;
         if (probe == PROBE_ABSENT && CAP_LIKELY(!store_backend_count(s)))
-            return store_missing(err);
+            return store_missing(err, h);
     }
     return blob_get_slow(s, h, out, err);
 }

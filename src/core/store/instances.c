@@ -96,8 +96,7 @@ int cap_store_promote_blob_to_instance(cap_store_t *s, const cap_hash_t *h, cap_
 static void set_missing(cap_err_t *err, uint64_t id)
 {
     if (err) {
-        cap_memset(err, 0, sizeof *err);
-        err->code = CAP_EINSTANCEMISSING;
+        cap_err_set(err, CAP_EINSTANCEMISSING, (const char *)0);
         err->id = id;
     }
 }

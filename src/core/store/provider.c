@@ -67,7 +67,7 @@ static int ask_backends(cap_store_t *s, const cap_hash_t *h, cap_t **out, cap_er
         if (rc != CAP_ENOTFOUND)
             return rc;
     }
-    return store_missing(e);
+    return store_missing(e, h);
 }
 
 static store_fetch_t *find_fetch(store_shard_t *sh, const cap_hash_t *h)

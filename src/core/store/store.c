@@ -9,12 +9,32 @@ static const struct cap_ref_ops store_ref_ops = {entry_release};
 
 /* Creation -------------------------------------------------------------------------------- */
 
-static int check_options(const cap_store_options_t *opt)
+/* The caller's options as this library knows them: `size` says how much of
+ * the struct the caller's header had (0: this layout). Bytes a newer header
+ * added must be zero, since this library cannot honour them. */
+static int read_options(const cap_store_options_t *in, cap_store_options_t *o)
 {
-    if (!opt || !opt->alloc || !opt->alloc->allocate || !opt->alloc->deallocate)
+    if (!in)
         return CAP_EINVAL;
-    const cap_lock_hooks_t *h = opt->locks;
+    size_t n = in->size ? in->size : sizeof *o;
+    if (n < sizeof in->size)
+        return CAP_EINVAL;
+    cap_memset(o, 0, sizeof *o);
+    if (n <= sizeof *o) {
+        cap_memcpy(o, in, n);
+    } else {
+        cap_memcpy(o, in, sizeof *o);
+        const unsigned char *extra = (const unsigned char *)in + sizeof *o;
+        for (size_t i = 0; i < n - sizeof *o; i++)
+            if (extra[i])
+                return CAP_EINVAL;
+    }
+    if (!o->alloc || !o->alloc->allocate || !o->alloc->deallocate)
+        return CAP_EINVAL;
+    const cap_lock_hooks_t *h = o->locks;
     if (h && (!h->lock_size || !h->init || !h->destroy || !h->lock || !h->unlock))
+        return CAP_EINVAL;
+    if (o->workers && !o->workers->run)
         return CAP_EINVAL;
     return CAP_OK;
 }
@@ -27,6 +47,7 @@ static void init_header(cap_store_t *s, const cap_store_options_t *opt, bool in_
     s->seed0 = opt->hash_seed[0];
     s->seed1 = opt->hash_seed[1];
     s->flags = opt->flags;
+    s->workers = opt->workers;
     s->in_place = in_place ? 1 : 0;
     s->lock_size = store_lock_size(opt->locks);
     atomic_init(&s->init_state, STORE_UNINIT);
@@ -41,13 +62,14 @@ int cap_store_new(cap_store_t **out, const cap_store_options_t *opt)
     if (!out)
         return CAP_EINVAL;
     *out = (cap_store_t *)0;
-    int rc = check_options(opt);
+    cap_store_options_t o;
+    int rc = read_options(opt, &o);
     if (rc)
         return rc;
-    cap_store_t *s = opt->alloc->allocate(opt->alloc->ctx, sizeof *s);
+    cap_store_t *s = o.alloc->allocate(o.alloc->ctx, sizeof *s);
     if (!s)
         return CAP_ENOMEM;
-    init_header(s, opt, false);
+    init_header(s, &o, false);
     *out = s;
     return CAP_OK;
 }
@@ -58,11 +80,12 @@ int cap_store_init_in_place(cap_store_storage_t *storage, const cap_store_option
     if (!storage || !out)
         return CAP_EINVAL;
     *out = (cap_store_t *)0;
-    int rc = check_options(opt);
+    cap_store_options_t o;
+    int rc = read_options(opt, &o);
     if (rc)
         return rc;
     cap_store_t *s = (cap_store_t *)(void *)storage->opaque;
-    init_header(s, opt, true);
+    init_header(s, &o, true);
     *out = s;
     return CAP_OK;
 }

@@ -192,6 +192,7 @@ struct cap_store {
     _Atomic uint32_t attach_busy; /* serialises cap_store_add_backend */
     const cap_backend_t *backends[CAP_STORE_MAX_BACKENDS];
     _Atomic size_t budget;      /* 0: no limit */
+    const cap_workers_t *workers; /* NULL: every phase on the caller's thread */
     unsigned char pad0[STORE_LINE];
     /* Written by puts, handle creation and frees (never by lookups). */
     _Atomic uint64_t live;      /* 1 while open + one per live handle */
@@ -352,14 +353,18 @@ void store_blobs_release_all(cap_store_t *s);
 static inline int store_fail(cap_err_t *err, int code, const char *what)
 {
     if (err)
-        return cap_backend_fail(err, code, what);
+        return cap_err_set(err, code, what);
     return code;
 }
 
 /* A blob the store has nowhere: neither in memory nor in any backend. */
-static inline int store_missing(cap_err_t *err)
+static inline int store_missing(cap_err_t *err, const cap_hash_t *h)
 {
-    return store_fail(err, CAP_EBLOBMISSING, "in no tier and no backend");
+    if (err) {
+        cap_err_set(err, CAP_EBLOBMISSING, "in no tier and no backend");
+        cap_err_set_hash(err, h);
+    }
+    return CAP_EBLOBMISSING;
 }
 
 /* provider.c -------------------------------------------------------------------------------- */
