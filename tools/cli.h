@@ -71,6 +71,13 @@ const char *cli_display_name(const char *path);
  * gets the input length. The cap is a new reference. */
 int cli_decode_file(const char *sub, const char *path, cap_t **out, size_t *wire_len);
 
+/* The database a command uses, by one rule everywhere: the value of
+ * `--db PATH` when given (`opt_value`, may be NULL), else the CAPSTORE_DB
+ * environment variable when set and not empty, else ./capstore.lmdb.
+ * Positional arguments are never taken for the database. */
+#define CLI_DB_DEFAULT "./capstore.lmdb"
+const char *cli_db_path(const char *opt_value);
+
 /* Lowercase hex of n bytes into out (2n+1 chars, NUL-terminated). */
 void cli_hex(char *out, const uint8_t *bytes, size_t n);
 

@@ -165,3 +165,11 @@ const char *cli_kind_name(cap_kind_t k)
     }
     return "unknown";
 }
+
+const char *cli_db_path(const char *opt_value)
+{
+    if (opt_value) return opt_value;
+    const char *env = getenv("CAPSTORE_DB");
+    if (env && *env) return env;
+    return CLI_DB_DEFAULT;
+}
