@@ -72,7 +72,7 @@ static inline uint64_t zero_lanes(uint64_t w)
 }
 static inline unsigned low_lane(uint64_t m)
 {
-    return (unsigned)__builtin_ctzll(m) >> 4;
+    return cap_ctz64(m) >> 4;
 }
 
 /* A probe of `t` for `mix` in probe order: calls `visit(i)` for each slot

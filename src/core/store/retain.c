@@ -216,7 +216,7 @@ static bool droppable(blob_table_t *t, size_t i)
     if (hit || (b->flags & STORE_BLOB_USED)) { /* second chance */
         b->flags &= (uint8_t)~STORE_BLOB_USED;
         if (hit)
-            atomic_fetch_and_explicit(&c->flags, (uint8_t)~CAP_FLAG_USED, memory_order_relaxed);
+            atomic_fetch_and_explicit(&c->flags, ~(uint32_t)CAP_FLAG_USED, memory_order_relaxed);
         return false;
     }
     return true;
