@@ -88,6 +88,7 @@ int bench_promote_cow(const bench_opts_t *o);
 int bench_sweep_chain(const bench_opts_t *o);
 int bench_sweep_few(const bench_opts_t *o);
 int bench_settle_tree(const bench_opts_t *o);
+int bench_settle_tree_mt(const bench_opts_t *o);
 int bench_lookup_mt(const bench_opts_t *o);
 
 /* Entry point for "capstore bench". */

@@ -425,7 +425,10 @@ out:
 
 /* ---- settle_tree -------------------------------------------------------------------------- */
 
-int bench_settle_tree(const bench_opts_t *o)
+/* The settle_tree graph, settled on a store with `workers` (NULL: none);
+ * reported as `name`. The generator is reset with "settle_tree" for both
+ * workloads, so that settle_tree_mt settles the same graph. */
+static int settle_tree_on(const bench_opts_t *o, const char *name, const cap_workers_t *workers)
 {
     uint64_t n = o->n;
     const cap_alloc_t *a = cap_alloc_libc();
@@ -437,8 +440,10 @@ int bench_settle_tree(const bench_opts_t *o)
     uint64_t total = ((1ull << (2 * levels)) - 1) / 3;
     uint64_t width = 1ull << (2 * (levels - 1));
     cap_store_t *s = NULL;
-    int rc = cap_store_new_host(&s);
-    if (rc != CAP_OK) return fail("settle_tree", "cap_store_new_host", rc);
+    cap_store_options_t so = cap_store_options_host();
+    so.workers = workers;
+    int rc = cap_store_new(&s, &so);
+    if (rc != CAP_OK) return fail(name, "cap_store_new", rc);
     cap_ref_t **layer = xcalloc((size_t)width, sizeof *layer);
     if (!layer) {
         cap_store_free(s);
@@ -456,7 +461,7 @@ int bench_settle_tree(const bench_opts_t *o)
         cap_release(cn);
         if (rc != CAP_OK) {
             for (uint64_t k = 0; k < i; k++) cap_ref_release(layer[k]);
-            status = fail("settle_tree", "building the leaves", rc);
+            status = fail(name, "building the leaves", rc);
             goto out;
         }
     }
@@ -477,7 +482,7 @@ int bench_settle_tree(const bench_opts_t *o)
             if (rc != CAP_OK) {
                 for (uint64_t k = 0; k < i; k++) cap_ref_release(layer[k]);
                 for (uint64_t k = 4 * (i + 1); k < width; k++) cap_ref_release(layer[k]);
-                status = fail("settle_tree", "building the inner nodes", rc);
+                status = fail(name, "building the inner nodes", rc);
                 goto out;
             }
         }
@@ -486,7 +491,7 @@ int bench_settle_tree(const bench_opts_t *o)
     cap_ref_t *root = layer[0];
     if (cap_store_instance_count(s) != total) {
         cap_ref_release(root);
-        status = fail("settle_tree", "instance_count check", CAP_EINVAL);
+        status = fail(name, "instance_count check", CAP_EINVAL);
         goto out;
     }
     cap_target_t t = cap_target_of_ref(root);
@@ -497,14 +502,32 @@ int bench_settle_tree(const bench_opts_t *o)
     uint64_t t1 = bench_now_ns();
     cap_ref_release(root);
     if (rc != CAP_OK)
-        status = fail("settle_tree", "cap_store_settle", rc);
+        status = fail(name, "cap_store_settle", rc);
     else if (cap_store_instance_count(s) != 0 || cap_store_blob_count(s) != total)
-        status = fail("settle_tree", "counts after settle", CAP_EINVAL);
+        status = fail(name, "counts after settle", CAP_EINVAL);
     else
-        bench_report(o, "settle_tree", total, (double)(t1 - t0), "capstore");
+        bench_report(o, name, total, (double)(t1 - t0), "capstore");
 out:
     free(layer);
     cap_store_free(s);
+    return status;
+}
+
+int bench_settle_tree(const bench_opts_t *o)
+{
+    return settle_tree_on(o, "settle_tree", NULL);
+}
+
+/* Two threads in all: the caller and one worker. */
+int bench_settle_tree_mt(const bench_opts_t *o)
+{
+    cap_workers_t *w = cap_host_workers_new(2);
+    if (!w) {
+        fprintf(stderr, "settle_tree_mt: cap_host_workers_new failed\n");
+        return 1;
+    }
+    int status = settle_tree_on(o, "settle_tree_mt", w);
+    cap_host_workers_free(w);
     return status;
 }
 
