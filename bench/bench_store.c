@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Store workloads of spec/capstore.md section 6: publish, lookup_hit,
- * lookup_miss, promote_cow, sweep_chain, sweep_few, settle_tree, lookup_mt.
+ * lookup_miss, promote_cow, sweep_chain, sweep_few, settle_tree, lookup_mt;
+ * and the batch ones of issue 15: publish_batch and lookup_batch (the
+ * publish caps and lookup_hit's order in groups of 16), settle_tree_mt
+ * (settle_tree's graph on two threads: the caller and one worker).
  *
  * Every workload resets the generator with its own name, builds its inputs
  * untimed, and times only the operation named in the spec. The lookup and
@@ -19,6 +22,9 @@
 #include "bench.h"
 #include "capstore/capstore.h"
 #include "capstore/host.h"
+
+/* Caps or lookups per call of the batch workloads. */
+#define BENCH_BATCH 16
 
 static int fail(const char *workload, const char *what, int rc)
 {
@@ -153,6 +159,47 @@ int bench_publish(const bench_opts_t *o)
     return status;
 }
 
+/* ---- publish_batch ------------------------------------------------------------------------ */
+
+/* The publish caps, put 16 at a time with cap_store_put_caps; per cap. */
+int bench_publish_batch(const bench_opts_t *o)
+{
+    uint64_t n = o->n;
+    cap_t **caps = NULL;
+    if (build_publish_caps("publish_batch", n, &caps)) return 1;
+    cap_store_t *s = NULL;
+    int rc = cap_store_new_host(&s);
+    if (rc != CAP_OK) {
+        release_caps(caps, (size_t)n);
+        return fail("publish_batch", "cap_store_new_host", rc);
+    }
+    cap_hash_t *hs = xcalloc((size_t)n, sizeof *hs);
+    if (!hs) {
+        release_caps(caps, (size_t)n);
+        cap_store_free(s);
+        return 1;
+    }
+    int bad = CAP_OK;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i += BENCH_BATCH) {
+        size_t k = n - i < BENCH_BATCH ? (size_t)(n - i) : BENCH_BATCH;
+        rc = cap_store_put_caps(s, &caps[i], k, &hs[i], NULL);
+        if (rc != CAP_OK) bad = rc;
+    }
+    uint64_t t1 = bench_now_ns();
+    int status = 0;
+    if (bad != CAP_OK)
+        status = fail("publish_batch", "cap_store_put_caps", bad);
+    else if (cap_store_blob_count(s) != n)
+        status = fail("publish_batch", "blob_count check", CAP_EINVAL);
+    else
+        bench_report(o, "publish_batch", n, (double)(t1 - t0), "capstore");
+    release_caps(caps, (size_t)n);
+    free(hs);
+    cap_store_free(s);
+    return status;
+}
+
 /* ---- lookup_hit / lookup_miss -------------------------------------------------------- */
 
 /* get_blob of each key, taking and dropping the reference; how many hit.
@@ -228,6 +275,51 @@ int bench_lookup_miss(const bench_opts_t *o)
     else
         bench_report(o, "lookup_miss", n, (double)(t1 - t0), "capstore");
     free(keys);
+    cap_store_free(s);
+    return status;
+}
+
+/* ---- lookup_batch -------------------------------------------------------------------------- */
+
+/* lookup_hit's store and shuffled order, looked up 16 at a time with
+ * cap_store_get_blobs; per lookup. */
+
+int bench_lookup_batch(const bench_opts_t *o)
+{
+    uint64_t n = o->n;
+    cap_store_t *s = NULL;
+    cap_hash_t *hs = NULL;
+    if (publish_store("lookup_batch", n, &s, &hs)) return 1;
+    bench_rng_t rng;
+    bench_rng_reset(&rng, "lookup_hit"); /* lookup_hit's order */
+    uint32_t *order = identity(n);
+    cap_hash_t *keys = xcalloc((size_t)n, sizeof *keys);
+    if (!order || !keys) {
+        free(order);
+        free(keys);
+        free(hs);
+        cap_store_free(s);
+        return 1;
+    }
+    bench_shuffle_u32(&rng, order, (size_t)n);
+    for (uint64_t i = 0; i < n; i++) keys[i] = hs[order[i]];
+    uint64_t found = 0;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i += BENCH_BATCH) {
+        size_t k = n - i < BENCH_BATCH ? (size_t)(n - i) : BENCH_BATCH;
+        cap_t *out[BENCH_BATCH];
+        if (cap_store_get_blobs(s, &keys[i], k, out, NULL, NULL) == CAP_OK) found += k;
+        for (size_t j = 0; j < k; j++) cap_release(out[j]);
+    }
+    uint64_t t1 = bench_now_ns();
+    int status = 0;
+    if (found != n)
+        status = fail("lookup_batch", "every lookup hits", CAP_EBLOBMISSING);
+    else
+        bench_report(o, "lookup_batch", n, (double)(t1 - t0), "capstore");
+    free(order);
+    free(keys);
+    free(hs);
     cap_store_free(s);
     return status;
 }
