@@ -138,6 +138,27 @@ int cap_store_get_instance(cap_store_t *s, cap_ref_t *r, cap_t **out);
 /** Dispatch on the target's arm (NONE is CAP_EINVAL); Hash as get_blob. */
 int cap_store_get(cap_store_t *s, const cap_target_t *t, cap_t **out);
 
+/** n lookups in one call: out[i] = a new reference to the blob of
+ * hashes[i], or NULL, and codes[i] (`codes` may be NULL) its code as
+ * cap_store_fetch_blob would give it: CAP_OK, CAP_EBLOBMISSING or a fetch
+ * failure. The lookups of a batch overlap their cache misses (each stage of
+ * the probe is started for the whole batch before it is used), so a batch
+ * costs much less than n calls of cap_store_get_blob. With backends
+ * attached, the memory misses go on to them together: one read_many per
+ * backend for the whole batch, single flight per hash as for one lookup.
+ * Duplicates in `hashes` each get their reference. Returns CAP_OK when
+ * every lookup found its blob, else the code of the lowest failing index,
+ * whose detail goes to `err` (may be NULL; err->hash names the blob);
+ * CAP_EINVAL (nothing looked up, every out[i] NULL) for NULL arguments. */
+int cap_store_get_blobs(cap_store_t *s, const cap_hash_t *hashes, size_t n, cap_t **out,
+                        int *codes, cap_err_t *err);
+/** Which of n hashes the memory tier holds, as cap_store_contains_blob
+ * (backends are not asked: cap_store_exists does that), batched as
+ * cap_store_get_blobs: bit i % 8 of bits[i / 8] is set when hashes[i] is in
+ * memory, clear when not; `bits` holds (n + 7) / 8 bytes, all written.
+ * CAP_OK, or CAP_EINVAL for NULL arguments. */
+int cap_store_contains_blobs(cap_store_t *s, const cap_hash_t *hashes, size_t n, uint8_t *bits);
+
 typedef struct cap_blob_entry {
     cap_hash_t hash;
     cap_t *cap; /* a reference owned by the array */
@@ -162,6 +183,20 @@ int cap_store_set_instance(cap_store_t *s, cap_ref_t *r, cap_t *cap, cap_err_t *
  * freezes it. *out (may be NULL) gets the hash. CAP_EUNSETTLED if the cap
  * holds a Ref. */
 int cap_store_put_cap(cap_store_t *s, cap_t *cap, cap_hash_t *out);
+
+/** Publish n caps in one call, with the effect of n calls of put_cap in
+ * order (idempotent, equal content keeps the first cap, every cap frozen,
+ * hashes_out[i] (may be NULL) its hash), but faster: the caps are hashed
+ * side by side (a tree level of every CNode per SHA-256 batch, on the
+ * store's workers when the batch is large) and inserted with each shard's
+ * lock taken once. All or nothing: on an error nothing of the batch is
+ * published and no cap is frozen by it. CAP_EUNSETTLED if a cap holds a
+ * Ref and CAP_EINVAL if one is NULL: err->offset is then the index of the
+ * first such cap (also named in err->detail, "caps[i]"). CAP_ENOMEM; with
+ * CAP_STORE_WRITE_THROUGH, the new blobs are written to the backend in one
+ * batch first, and its failure is returned. */
+int cap_store_put_caps(cap_store_t *s, cap_t *const *caps, size_t n, cap_hash_t *hashes_out,
+                       cap_err_t *err);
 
 /** Insert under a caller-supplied hash. The claim is checked in debug builds
  * and when the store has CAP_STORE_VERIFY; a mismatch is CAP_EMISMATCH.

@@ -262,6 +262,37 @@ static const cap_hash_t *resolve_child(void *p, size_t index, size_t ordinal)
     return &x->nodes[x->kids[x->nodes[r->order[index]].kid_off + ordinal]].hash;
 }
 
+/* One height's nodes, cut into parts that may run on the store's workers:
+ * the nodes of a height are independent (their children are all lower). */
+typedef struct hash_level {
+    settle_ctx_t *x;
+    const size_t *order;
+    const cap_t **caps;
+    cap_hash_t *hashes;
+    size_t count, parts;
+    _Atomic int rc; /* the first failure of any part */
+} hash_level_t;
+
+/* Nodes a part hashes at least: a worker's wake-up is worth it. */
+#define HASH_PART_MIN 256u
+
+static void hash_part(void *p, size_t i)
+{
+    hash_level_t *L = p;
+    size_t lo, hi;
+    store_part_range(L->count, L->parts, i, &lo, &hi);
+    resolve_ctx_t r = {L->x, L->order + lo};
+    int rc = cap_hash_many(L->caps + lo, hi - lo, L->hashes + lo, resolve_child, &r);
+    if (rc) {
+        int expect = CAP_OK;
+        atomic_compare_exchange_strong_explicit(&L->rc, &expect, rc, memory_order_relaxed,
+                                                memory_order_relaxed);
+        return;
+    }
+    for (size_t q = lo; q < hi; q++)
+        L->x->nodes[L->order[q]].hash = L->hashes[q];
+}
+
 /* Hash every node, lowest height first, one batch per height. */
 static int hash_all(settle_ctx_t *x)
 {
@@ -293,10 +324,16 @@ static int hash_all(settle_ctx_t *x)
     size_t lo = 0;
     for (size_t h = 0; h < levels && rc == CAP_OK; h++) {
         size_t hi = start[h];
-        resolve_ctx_t r = {x, order + lo};
-        rc = cap_hash_many(caps + lo, hi - lo, hashes + lo, resolve_child, &r);
-        for (size_t p = lo; p < hi && rc == CAP_OK; p++)
-            x->nodes[order[p]].hash = hashes[p];
+        hash_level_t L;
+        L.x = x;
+        L.order = order + lo;
+        L.caps = caps + lo;
+        L.hashes = hashes + lo;
+        L.count = hi - lo;
+        L.parts = store_parts(x->s, L.count, HASH_PART_MIN);
+        atomic_init(&L.rc, CAP_OK);
+        store_parallel(x->s, L.parts, hash_part, &L);
+        rc = atomic_load_explicit(&L.rc, memory_order_relaxed);
         lo = hi;
     }
     a->deallocate(a->ctx, mem, bytes);
@@ -512,32 +549,65 @@ static int commit(settle_ctx_t *x)
     return CAP_OK;
 }
 
-/* Release everything the context holds (no lock held) and reset it. */
-static void ctx_reset(settle_ctx_t *x)
+/* Releasing, cut into parts for the store's workers: every release drops
+ * a reference this settle holds, so parts never free what another part
+ * still reads (an entry goes with the last reference, which is dropped
+ * last by whichever part holds it). */
+typedef struct release_job {
+    settle_ctx_t *x;
+    size_t parts;
+} release_job_t;
+
+/* Nodes a releasing part takes at least. */
+#define RELEASE_PART_MIN 1024u
+
+static void release_caps_part(void *p, size_t part)
 {
-    for (size_t i = 0; i < x->n; i++) {
-        fetch_ahead(x, i);
+    const release_job_t *j = p;
+    settle_ctx_t *x = j->x;
+    size_t lo, hi;
+    store_part_range(x->n, j->parts, part, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) {
+        if (i + AHEAD < hi)
+            fetch_ahead(x, i);
         cap_release(x->nodes[i].snap);
         cap_release(x->nodes[i].fresh);
         cap_release(x->nodes[i].old);
     }
-    /* The handle references taken over from caps rewritten in place; a
-     * release may free an entry, so no node's entry is touched after. */
-    for (size_t i = 0; i < x->n; i++) {
+}
+
+/* The handle references taken over from caps rewritten in place; a release
+ * may free an entry, so no node's entry is touched after its release. */
+static void release_kids_part(void *p, size_t part)
+{
+    const release_job_t *j = p;
+    const settle_ctx_t *x = j->x;
+    size_t lo, hi;
+    store_part_range(x->n, j->parts, part, &lo, &hi);
+    size_t end = hi < x->n ? x->nodes[hi].kid_off : x->nk; /* kids[] is in node order */
+    for (size_t i = lo; i < hi; i++) {
         const snode_t *nd = &x->nodes[i];
-        if (nd->rewrote) {
-            for (size_t k = 0; k < nd->nkids; k++) {
-                /* Kids are scattered: fetch their nodes, then their entries,
-                 * a little ahead (kids[] is in node order). */
-                size_t q = nd->kid_off + k;
-                if (q + 2 * AHEAD < x->nk)
-                    __builtin_prefetch(&x->nodes[x->kids[q + 2 * AHEAD]]);
-                if (q + AHEAD < x->nk)
-                    __builtin_prefetch(x->nodes[x->kids[q + AHEAD]].e, 1);
-                cap_ref_release(&x->nodes[x->kids[q]].e->ref);
-            }
+        if (!nd->rewrote)
+            continue;
+        for (size_t k = 0; k < nd->nkids; k++) {
+            /* Kids are scattered: fetch their nodes, then their entries, a
+             * little ahead. */
+            size_t q = nd->kid_off + k;
+            if (q + 2 * AHEAD < end)
+                __builtin_prefetch(&x->nodes[x->kids[q + 2 * AHEAD]]);
+            if (q + AHEAD < end)
+                __builtin_prefetch(x->nodes[x->kids[q + AHEAD]].e, 1);
+            cap_ref_release(&x->nodes[x->kids[q]].e->ref);
         }
     }
+}
+
+/* Release everything the context holds (no lock held) and reset it. */
+static void ctx_reset(settle_ctx_t *x)
+{
+    release_job_t j = {x, store_parts(x->s, x->n, RELEASE_PART_MIN)};
+    store_parallel(x->s, j.parts, release_caps_part, &j);
+    store_parallel(x->s, j.parts, release_kids_part, &j);
     const cap_alloc_t *a = x->a;
     if (x->nodes)
         a->deallocate(a->ctx, x->nodes, x->cap * sizeof(snode_t));
