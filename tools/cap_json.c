@@ -474,12 +474,14 @@ typedef struct jctx {
     const capjson_pages_t *pages; /* the top-level "pages" list, read as records */
 } jctx_t;
 
+/* No snprintf in these: they run twice for every page of a Data cap. */
 static void path_append(jctx_t *c, const char *text)
 {
-    size_t room = sizeof c->path - c->len;
-    int w = snprintf(c->path + c->len, room, "%s", text);
-    if (w < 0) return;
-    c->len += (size_t)w < room ? (size_t)w : room - 1;
+    size_t n = strlen(text), room = sizeof c->path - 1 - c->len;
+    if (n > room) n = room;
+    memcpy(c->path + c->len, text, n);
+    c->len += n;
+    c->path[c->len] = 0;
 }
 
 static size_t path_key(jctx_t *c, const char *key)
@@ -493,9 +495,13 @@ static size_t path_key(jctx_t *c, const char *key)
 static size_t path_index(jctx_t *c, size_t i)
 {
     size_t old = c->len;
-    char buf[32];
-    snprintf(buf, sizeof buf, "[%zu]", i);
-    path_append(c, buf);
+    char buf[32], *p = buf + sizeof buf;
+    *--p = 0;
+    *--p = ']';
+    do *--p = (char)('0' + i % 10);
+    while (i /= 10);
+    *--p = '[';
+    path_append(c, p);
     return old;
 }
 
@@ -902,10 +908,13 @@ int capjson_pages_add(capjson_pages_t *pages, const json_t *page)
 {
     uint64_t i = pages->count++;
     if (pages->bad) return CAP_OK;
-    jctx_t c;
-    memset(&c, 0, sizeof c);
+    jctx_t c; /* not memset: this runs for every page */
+    c.len = 0;
+    c.path[0] = 0;
     c.msg = pages->bad_msg;
     c.msg_len = sizeof pages->bad_msg;
+    c.alloc = NULL;
+    c.pages = NULL;
     path_key(&c, "pages");
     path_index(&c, (size_t)i);
     size_t mark = pages->len;

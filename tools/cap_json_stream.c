@@ -264,14 +264,17 @@ static void reader_free(reader_t *r)
     if (r->h) yajl_free(r->h);
 }
 
-/* Move the position past n bytes. */
+/* Move the position past n bytes: the lines they end, then the characters
+ * after the last line feed. */
 static void advance(reader_t *r, const unsigned char *s, size_t n)
 {
-    const unsigned char *end = s + n, *nl;
-    while ((nl = memchr(s, '\n', (size_t)(end - s))) != NULL) {
-        r->line++;
+    const unsigned char *end = s + n, *last = n ? memrchr(s, '\n', n) : NULL;
+    if (last) {
+        unsigned long long lines = 0;
+        for (const unsigned char *p = s; p <= last; p++) lines += *p == '\n';
+        r->line += lines;
         r->col = 0;
-        s = nl + 1;
+        s = last + 1;
     }
     for (; s < end; s++) r->col += (*s & 0xc0) != 0x80;
 }
