@@ -281,13 +281,13 @@ static void advance(reader_t *r, const unsigned char *s, size_t n)
 
 /* "line L, column C: <why>" into msg, the position being after the first
  * `upto` bytes of the chunk s (the column is that of the last character
- * read, which is where jansson pointed too). */
+ * read, which is where jansson pointed too; 1 before the first). */
 static int syntax_error(reader_t *r, const unsigned char *s, size_t upto, int rc, const char *why,
                         char *msg, size_t msg_len)
 {
     advance(r, s, upto);
     if (msg && msg_len)
-        snprintf(msg, msg_len, "line %llu, column %llu: %s%s", r->line, r->col, why,
+        snprintf(msg, msg_len, "line %llu, column %llu: %s%s", r->line, r->col ? r->col : 1, why,
                  strncmp(why, "too big integer", 15) == 0
                      ? " (write u64 values above 2^53 as decimal strings)"
                      : "");
