@@ -5,7 +5,7 @@
  * One database file (MDB_NOSUBDIR: the file plus "<path>-lock"), the unnamed
  * database, keys = 32-byte cap hashes, values = wire bytes.
  *
- * Nothing LMDB hands back is used before lm_val_ok (lmdb_bounds.c) says it
+ * Nothing LMDB hands back is used before cap_lm_val_ok (lmdb_bounds.c) says it
  * lies inside the file (a damaged size would otherwise send a copy or the
  * decoder past the mapping). Writes repair: a hash stored with other bytes than the verified
  * ones being written gets them, in the same transaction (equal hashes mean
@@ -36,11 +36,11 @@ static int lookup(lmdb_env_t *e, MDB_txn *txn, const cap_hash_t *h, const cap_al
     int rc = mdb_get(txn, e->dbi, &k, &v);
     if (rc == MDB_NOTFOUND) return cap_backend_fail(err, CAP_ENOTFOUND, "not stored");
     if (rc) {
-        lm_fail(err, rc);
+        cap_lm_fail(err, rc);
         cap_err_set_hash(err, h);
         return CAP_EBACKEND;
     }
-    if (!lm_val_ok(e, &v)) return damaged(err, h);
+    if (!cap_lm_val_ok(e, &v)) return damaged(err, h);
     if (a && v.mv_size) {
         uint8_t *p = a->allocate(a->ctx, v.mv_size);
         if (!p) return cap_backend_fail(err, CAP_ENOMEM, "out of memory");
@@ -51,32 +51,32 @@ static int lookup(lmdb_env_t *e, MDB_txn *txn, const cap_hash_t *h, const cap_al
     return CAP_OK;
 }
 
-static int lm_read(void *ctx, const cap_hash_t *h, const cap_alloc_t *a, uint8_t **bytes, size_t *n,
+static int cap_lm_read(void *ctx, const cap_hash_t *h, const cap_alloc_t *a, uint8_t **bytes, size_t *n,
                    cap_err_t *err)
 {
     lmdb_backend_t *b = ctx;
     *bytes = NULL;
     *n = 0;
-    lm_held_t fr;
+    cap_lm_held_t fr;
     MDB_txn *txn;
-    int rc = lm_begin(b->e, &fr, MDB_RDONLY, &txn, NULL);
-    if (rc) return lm_fail(err, rc);
+    int rc = cap_lm_begin(b->e, &fr, MDB_RDONLY, &txn, NULL);
+    if (rc) return cap_lm_fail(err, rc);
     rc = lookup(b->e, txn, h, a, bytes, n, err);
     mdb_txn_abort(txn);
-    lm_leave(&fr);
+    cap_lm_leave(&fr);
     return rc;
 }
 
-static int lm_exists(void *ctx, const cap_hash_t *h, cap_err_t *err)
+static int cap_lm_exists(void *ctx, const cap_hash_t *h, cap_err_t *err)
 {
     lmdb_backend_t *b = ctx;
-    lm_held_t fr;
+    cap_lm_held_t fr;
     MDB_txn *txn;
-    int rc = lm_begin(b->e, &fr, MDB_RDONLY, &txn, NULL);
-    if (rc) return lm_fail(err, rc);
+    int rc = cap_lm_begin(b->e, &fr, MDB_RDONLY, &txn, NULL);
+    if (rc) return cap_lm_fail(err, rc);
     rc = lookup(b->e, txn, h, NULL, NULL, NULL, err);
     mdb_txn_abort(txn);
-    lm_leave(&fr);
+    cap_lm_leave(&fr);
     return rc;
 }
 
@@ -84,12 +84,12 @@ static int lm_exists(void *ctx, const cap_hash_t *h, cap_err_t *err)
 static int many(lmdb_backend_t *b, const cap_hash_t *hashes, size_t n, const cap_alloc_t *a, uint8_t **bytes,
                 size_t *lens, int *codes, cap_err_t *err)
 {
-    lm_held_t fr;
+    cap_lm_held_t fr;
     MDB_txn *txn;
-    int rc = lm_begin(b->e, &fr, MDB_RDONLY, &txn, NULL);
+    int rc = cap_lm_begin(b->e, &fr, MDB_RDONLY, &txn, NULL);
     if (rc) {
         for (size_t i = 0; i < n; i++) codes[i] = CAP_EBACKEND;
-        return lm_fail(err, rc);
+        return cap_lm_fail(err, rc);
     }
     for (size_t i = 0; i < n; i++) {
         if (bytes) {
@@ -99,18 +99,18 @@ static int many(lmdb_backend_t *b, const cap_hash_t *hashes, size_t n, const cap
         codes[i] = lookup(b->e, txn, &hashes[i], a, bytes ? &bytes[i] : NULL, bytes ? &lens[i] : NULL, NULL);
     }
     mdb_txn_abort(txn);
-    lm_leave(&fr);
+    cap_lm_leave(&fr);
     cap_backend_fail(err, CAP_OK, NULL);
     return CAP_OK;
 }
 
-static int lm_read_many(void *ctx, const cap_hash_t *hashes, size_t n, const cap_alloc_t *a, uint8_t **bytes,
+static int cap_lm_read_many(void *ctx, const cap_hash_t *hashes, size_t n, const cap_alloc_t *a, uint8_t **bytes,
                         size_t *lens, int *codes, cap_err_t *err)
 {
     return many(ctx, hashes, n, a, bytes, lens, codes, err);
 }
 
-static int lm_exists_many(void *ctx, const cap_hash_t *hashes, size_t n, int *codes, cap_err_t *err)
+static int cap_lm_exists_many(void *ctx, const cap_hash_t *hashes, size_t n, int *codes, cap_err_t *err)
 {
     return many(ctx, hashes, n, NULL, NULL, NULL, codes, err);
 }
@@ -125,7 +125,7 @@ static size_t batch_estimate(const cap_backend_item_t *items, size_t n, size_t p
     size_t total = 64 * psize;
     for (size_t i = 0; i < n; i++) {
         size_t sz = items[i].n + 32 + 16;
-        size_t add = sz > psize / 4 ? lm_round_up(sz, psize) + psize : 2 * sz;
+        size_t add = sz > psize / 4 ? cap_lm_round_up(sz, psize) + psize : 2 * sz;
         if (add > ((size_t)-1) - total) return (size_t)-1;
         total += add;
     }
@@ -191,7 +191,7 @@ static size_t *batch_order(const cap_backend_item_t *items, size_t n)
 
 /* What a write does with each item, decided before the transaction
  * changes anything: while no page is dirty, every stored value LMDB hands
- * back lies in the map, where lm_val_ok can judge it. */
+ * back lies in the map, where cap_lm_val_ok can judge it. */
 enum { PUT_NEW, PUT_SAME, PUT_REPAIR };
 
 /* Classify every item: not stored (new), stored with the same bytes, or
@@ -209,7 +209,7 @@ static int classify(lmdb_env_t *e, MDB_txn *txn, const cap_backend_item_t *items
             continue;
         }
         if (rc) return rc;
-        if (!lm_val_ok(e, &v)) {
+        if (!cap_lm_val_ok(e, &v)) {
             *bad = &items[i].hash;
             return MDB_CORRUPTED;
         }
@@ -245,9 +245,9 @@ static int put_items(lmdb_backend_t *b, const cap_backend_item_t *items, size_t 
     if (n == 0) return CAP_OK;
 
     /* Grow up front when the batch clearly does not fit. */
-    if (!lm_held_by_me(e)) {
-        lm_held_t fr;
-        lm_enter(e, &fr);
+    if (!cap_lm_held_by_me(e)) {
+        cap_lm_held_t fr;
+        cap_lm_enter(e, &fr);
         MDB_envinfo info;
         mdb_env_info(e->env, &info);
         uint64_t gen = e->map_gen;
@@ -255,9 +255,9 @@ static int put_items(lmdb_backend_t *b, const cap_backend_item_t *items, size_t 
         size_t need = batch_estimate(items, n, e->psize);
         size_t want = need > ((size_t)-1) - used ? (size_t)-1 : used + need;
         size_t cur = info.me_mapsize;
-        lm_leave(&fr);
+        cap_lm_leave(&fr);
         if (want > cur && (!e->max_map || cur < e->max_map)) {
-            int grc = lm_grow(e, gen, want, err);
+            int grc = cap_lm_grow(e, gen, want, err);
             if (grc != CAP_OK) return grc;
         }
     }
@@ -267,12 +267,12 @@ static int put_items(lmdb_backend_t *b, const cap_backend_item_t *items, size_t 
     size_t *order = batch_order(items, n); /* NULL: the given order */
     int out;
     for (;;) {
-        lm_held_t fr;
+        cap_lm_held_t fr;
         MDB_txn *txn;
         uint64_t gen;
-        int rc = lm_begin(e, &fr, 0, &txn, &gen);
+        int rc = cap_lm_begin(e, &fr, 0, &txn, &gen);
         if (rc) {
-            out = lm_fail(err, rc);
+            out = cap_lm_fail(err, rc);
             break;
         }
         const cap_hash_t *bad = NULL;
@@ -286,7 +286,7 @@ static int put_items(lmdb_backend_t *b, const cap_backend_item_t *items, size_t 
         } else {
             mdb_txn_abort(txn);
         }
-        lm_leave(&fr);
+        cap_lm_leave(&fr);
         if (rc == 0) {
             out = CAP_OK;
             break;
@@ -297,10 +297,10 @@ static int put_items(lmdb_backend_t *b, const cap_backend_item_t *items, size_t 
             break;
         }
         if (rc != MDB_MAP_FULL) {
-            out = lm_fail_write(e, err, rc);
+            out = cap_lm_fail_write(e, err, rc);
             break;
         }
-        out = lm_grow(e, gen, 0, err);
+        out = cap_lm_grow(e, gen, 0, err);
         if (out != CAP_OK) break;
     }
     free(order);
@@ -308,13 +308,13 @@ static int put_items(lmdb_backend_t *b, const cap_backend_item_t *items, size_t 
     return out;
 }
 
-static int lm_write_batch(void *ctx, const cap_backend_item_t *items, size_t n, cap_err_t *err)
+static int cap_lm_write_batch(void *ctx, const cap_backend_item_t *items, size_t n, cap_err_t *err)
 {
     cap_backend_write_result_t res;
     return put_items(ctx, items, n, &res, err);
 }
 
-static int lm_write_many(void *ctx, const cap_backend_item_t *items, size_t n, const cap_backend_root_t *roots,
+static int cap_lm_write_many(void *ctx, const cap_backend_item_t *items, size_t n, const cap_backend_root_t *roots,
                          size_t nroots, cap_backend_write_result_t *res, cap_err_t *err)
 {
     (void)roots;
@@ -325,38 +325,38 @@ static int lm_write_many(void *ctx, const cap_backend_item_t *items, size_t n, c
     return put_items(ctx, items, n, res, err);
 }
 
-static int lm_flush(void *ctx, cap_err_t *err)
+static int cap_lm_flush(void *ctx, cap_err_t *err)
 {
     /* Commits are durable already (or NOSYNC was asked for: sync now). */
     lmdb_backend_t *b = ctx;
     if (b->e->rdonly) return CAP_OK;
     int rc = mdb_env_sync(b->e->env, 1);
-    return rc ? lm_fail_write(b->e, err, rc) : CAP_OK;
+    return rc ? cap_lm_fail_write(b->e, err, rc) : CAP_OK;
 }
 
 /* Iteration ------------------------------------------------------------------------------------ */
 
-static int lm_iterate(void *ctx, cap_backend_iter_fn fn, void *arg, cap_err_t *err)
+static int cap_lm_iterate(void *ctx, cap_backend_iter_fn fn, void *arg, cap_err_t *err)
 {
     lmdb_backend_t *b = ctx;
     lmdb_env_t *e = b->e;
-    lm_held_t fr;
+    cap_lm_held_t fr;
     MDB_txn *txn;
-    int rc = lm_begin(e, &fr, MDB_RDONLY, &txn, NULL);
-    if (rc) return lm_fail(err, rc);
+    int rc = cap_lm_begin(e, &fr, MDB_RDONLY, &txn, NULL);
+    if (rc) return cap_lm_fail(err, rc);
     MDB_cursor *cur;
     rc = mdb_cursor_open(txn, e->dbi, &cur);
     if (rc) {
         mdb_txn_abort(txn);
-        lm_leave(&fr);
-        return lm_fail(err, rc);
+        cap_lm_leave(&fr);
+        return cap_lm_fail(err, rc);
     }
     int out = CAP_OK;
     MDB_val k, v;
     cap_hash_t prev;
     bool have_prev = false;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != 32 || !lm_val_ok(e, &k)) {
+        if (k.mv_size != 32 || !cap_lm_val_ok(e, &k)) {
             out = cap_backend_fail(err, CAP_EBACKEND, "a key is not a 32-byte hash (not a capstore database)");
             break;
         }
@@ -371,37 +371,37 @@ static int lm_iterate(void *ctx, cap_backend_iter_fn fn, void *arg, cap_err_t *e
         }
         prev = h;
         have_prev = true;
-        if (!lm_val_ok(e, &v)) {
+        if (!cap_lm_val_ok(e, &v)) {
             out = damaged(err, &h);
             break;
         }
         out = fn(arg, &h, v.mv_size ? v.mv_data : NULL, v.mv_size);
         if (out != 0) break;
     }
-    if (out == CAP_OK && rc != MDB_NOTFOUND && rc != 0) out = lm_fail(err, rc);
+    if (out == CAP_OK && rc != MDB_NOTFOUND && rc != 0) out = cap_lm_fail(err, rc);
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
-    lm_leave(&fr);
+    cap_lm_leave(&fr);
     return out;
 }
 
 /* The table ------------------------------------------------------------------------------------ */
 
-void lm_fill_table(lmdb_backend_t *b, bool readonly, unsigned flags)
+void cap_lm_fill_table(lmdb_backend_t *b, bool readonly, unsigned flags)
 {
     cap_backend_t t = CAP_BACKEND_INIT;
     t.name = "lmdb";
     t.flags = (readonly ? CAP_BACKEND_READONLY : 0u) | flags;
     t.ctx = b;
-    t.read = lm_read;
-    t.write_batch = readonly ? NULL : lm_write_batch;
-    t.flush = lm_flush;
-    t.exists = lm_exists;
-    t.iterate = lm_iterate;
-    t.free = lm_free;
-    t.read_many = lm_read_many;
-    t.exists_many = lm_exists_many;
-    t.write_many = readonly ? NULL : lm_write_many;
+    t.read = cap_lm_read;
+    t.write_batch = readonly ? NULL : cap_lm_write_batch;
+    t.flush = cap_lm_flush;
+    t.exists = cap_lm_exists;
+    t.iterate = cap_lm_iterate;
+    t.free = cap_lm_free;
+    t.read_many = cap_lm_read_many;
+    t.exists_many = cap_lm_exists_many;
+    t.write_many = readonly ? NULL : cap_lm_write_many;
     b->table = t;
 }
 
@@ -417,27 +417,27 @@ static int sum_bytes(void *arg, const cap_hash_t *h, const uint8_t *bytes, size_
 
 int cap_lmdb_stats(const cap_backend_t *bk, cap_lmdb_stats_t *st, cap_err_t *err)
 {
-    lmdb_env_t *e = lm_env_of(bk);
+    lmdb_env_t *e = cap_lm_env_of(bk);
     if (!e || !st) return cap_backend_fail(err, CAP_EINVAL, "not an LMDB backend");
     memset(st, 0, sizeof *st);
-    lm_held_t fr;
+    cap_lm_held_t fr;
     MDB_txn *txn;
-    int rc = lm_begin(e, &fr, MDB_RDONLY, &txn, NULL);
-    if (rc) return lm_fail(err, rc);
+    int rc = cap_lm_begin(e, &fr, MDB_RDONLY, &txn, NULL);
+    if (rc) return cap_lm_fail(err, rc);
     MDB_stat ms;
     MDB_envinfo info;
     rc = mdb_stat(txn, e->dbi, &ms);
     mdb_env_info(e->env, &info);
     mdb_txn_abort(txn);
-    lm_leave(&fr);
-    if (rc) return lm_fail(err, rc);
+    cap_lm_leave(&fr);
+    if (rc) return cap_lm_fail(err, rc);
     st->blobs = ms.ms_entries;
     st->page_size = ms.ms_psize;
     st->depth = ms.ms_depth;
     st->map_size = info.me_mapsize;
     st->used_bytes = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
     uint64_t bytes = 0;
-    rc = lm_iterate(bk->ctx, sum_bytes, &bytes, err);
+    rc = cap_lm_iterate(bk->ctx, sum_bytes, &bytes, err);
     if (rc != CAP_OK) return rc;
     st->bytes = bytes;
     return CAP_OK;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
-/* Bounds of what LMDB hands back (lmdb_internal.h: lm_val_ok).
+/* Bounds of what LMDB hands back (lmdb_internal.h: cap_lm_val_ok).
  *
  * LMDB returns pointers into its map of the file and trusts the sizes it
  * reads from the file; a damaged size or page number yields a pointer or a
@@ -49,24 +49,24 @@ static void refresh(lmdb_env_t *e)
 }
 
 /* The region holding [p, p + n), or NULL. Called with regions_mu held. */
-static const struct lm_region *find(const lmdb_env_t *e, uintptr_t p, uint64_t n)
+static const struct cap_lm_region *find(const lmdb_env_t *e, uintptr_t p, uint64_t n)
 {
     for (int i = 0; i < e->nregions; i++) {
-        const struct lm_region *r = &e->regions[i];
+        const struct cap_lm_region *r = &e->regions[i];
         if (p >= r->start && p <= r->end && n <= r->end - p) return r;
     }
     return NULL;
 }
 
-bool lm_val_ok(lmdb_env_t *e, const MDB_val *v)
+bool cap_lm_val_ok(lmdb_env_t *e, const MDB_val *v)
 {
     uintptr_t p = (uintptr_t)v->mv_data;
     uint64_t n = v->mv_size, ps = e->psize;
     if (!p) return n == 0;
     if (!ps) return false;
-    struct lm_region r;
+    struct cap_lm_region r;
     pthread_mutex_lock(&e->regions_mu);
-    const struct lm_region *found = find(e, p, n);
+    const struct cap_lm_region *found = find(e, p, n);
     if (!found && !e->regions_unknown) {
         refresh(e);
         found = find(e, p, n);
@@ -99,8 +99,8 @@ bool lm_val_ok(lmdb_env_t *e, const MDB_val *v)
     if (p - in < r.start) return false;
     const uint8_t *hdr = (const uint8_t *)(p - in);
     uint64_t page = off / ps;
-    if (in == LMF_PAGEHDR && (lmf_u16(hdr + 10) & LMF_P_OVERFLOW)) {
-        uint64_t pages = lmf_u32(hdr + 12);
+    if (in == LMF_PAGEHDR && (cap_lmf_u16(hdr + 10) & LMF_P_OVERFLOW)) {
+        uint64_t pages = cap_lmf_u32(hdr + 12);
         return pages <= (limit - page * ps) / ps && LMF_PAGEHDR + n <= pages * ps;
     }
     return in >= LMF_PAGEHDR && n <= ps - in;

@@ -67,10 +67,10 @@ static void walk_problem(void *arg, uint64_t page, const uint8_t *key, size_t ks
     emit(arg, CAP_LMDB_PROBLEM, &page, key, ksize, "%s", text);
 }
 
-static void meta_notes(check_t *c, const lmf_file_t *f)
+static void meta_notes(check_t *c, const cap_lmf_file_t *f)
 {
     for (int i = 0; i < 2; i++) {
-        const lmf_meta_t *m = &f->meta[i];
+        const cap_lmf_meta_t *m = &f->meta[i];
         uint64_t pg = (uint64_t)i;
         if (m->bad) {
             emit(c, CAP_LMDB_PROBLEM, &pg, NULL, 0, "meta page %d: %s", i, m->bad);
@@ -84,7 +84,7 @@ static void meta_notes(check_t *c, const lmf_file_t *f)
         emit(c, CAP_LMDB_PROBLEM, NULL, NULL, 0, "LMDB refuses a file with a damaged meta page");
         return;
     }
-    const lmf_meta_t *cur = &f->meta[f->in_use], *old = &f->meta[1 - f->in_use];
+    const cap_lmf_meta_t *cur = &f->meta[f->in_use], *old = &f->meta[1 - f->in_use];
     if (f->disagree)
         emit(c, CAP_LMDB_PROBLEM, NULL, NULL, 0,
              "%s (transactions %llu and %llu): one of them is damaged, and LMDB may be using the wrong snapshot",
@@ -99,20 +99,20 @@ static void meta_notes(check_t *c, const lmf_file_t *f)
 static bool file_part(check_t *c, int fd, uint64_t size)
 {
     emit(c, CAP_LMDB_STEP, NULL, NULL, 0, "reading the meta pages");
-    lmf_file_t f;
-    lmf_read_metas(fd, size, &f);
+    cap_lmf_file_t f;
+    cap_lmf_read_metas(fd, size, &f);
     meta_notes(c, &f);
     int use = f.in_use;
     if (use < 0 && !f.meta[0].bad) use = 0; /* describe what can be described */
     if (use < 0 && !f.meta[1].bad) use = 1;
     if (use < 0) return false;
-    const lmf_meta_t *m = &f.meta[use];
+    const cap_lmf_meta_t *m = &f.meta[use];
     uint64_t ps = f.psize, pages = size / ps;
     emit(c, CAP_LMDB_NOTE, NULL, NULL, 0, "file: %llu bytes, %llu pages of %llu bytes; the snapshot uses pages 0..%llu",
          (unsigned long long)size, (unsigned long long)pages, (unsigned long long)ps, (unsigned long long)m->last_pg);
     bool whole = true;
     if (pages <= m->last_pg) {
-        if (f.in_use >= 0 && lmf_tail_is_free(&f, pages, m->last_pg)) {
+        if (f.in_use >= 0 && cap_lmf_tail_is_free(&f, pages, m->last_pg)) {
             emit(c, CAP_LMDB_NOTE, NULL, NULL, 0, "pages %llu..%llu lie past the end of the file but are free",
                  (unsigned long long)pages, (unsigned long long)m->last_pg);
         } else {
@@ -126,20 +126,20 @@ static bool file_part(check_t *c, int fd, uint64_t size)
     /* Account for every page, unless the last page is absurd (then the walk
      * still checks every page it reaches). */
     bool account = m->last_pg < pages + 65536;
-    lmf_walk_t w;
+    cap_lmf_walk_t w;
     emit(c, CAP_LMDB_STEP, NULL, NULL, 0, "walking the pages");
-    if (!lmf_walk_init(&w, &f, m->last_pg, account)) {
+    if (!cap_lmf_walk_init(&w, &f, m->last_pg, account)) {
         emit(c, CAP_LMDB_NOTE, NULL, NULL, 0, "out of memory for the page map: pages not accounted for");
-        lmf_walk_init(&w, &f, m->last_pg, false);
+        cap_lmf_walk_init(&w, &f, m->last_pg, false);
     }
     w.problem = walk_problem;
     w.arg = c;
-    lmf_walk_tree(&w, &m->main_db, "blob", LMF_KEYS_MEMCMP, 32);
+    cap_lmf_walk_tree(&w, &m->main_db, "blob", LMF_KEYS_MEMCMP, 32);
     uint64_t branch = w.branch, leaf = w.leaf, overflow = w.overflow;
-    lmf_walk_free(&w, &m->free_db);
+    cap_lmf_walk_free(&w, &m->free_db);
     uint64_t free_tree = w.branch + w.leaf + w.overflow;
     if (account) {
-        uint64_t first, lost = lmf_walk_unaccounted(&w, &first);
+        uint64_t first, lost = cap_lmf_walk_unaccounted(&w, &first);
         if (lost)
             emit(c, CAP_LMDB_PROBLEM, &first, NULL, 0,
                  "%llu pages are neither in use nor free (the first: page %llu): a damaged page number lost them",
@@ -149,7 +149,7 @@ static bool file_part(check_t *c, int fd, uint64_t size)
          "pages: %llu branch, %llu leaf, %llu overflow in the blob database; %llu in the free list's tree; %llu free",
          (unsigned long long)branch, (unsigned long long)leaf, (unsigned long long)overflow,
          (unsigned long long)free_tree, (unsigned long long)w.free_pages);
-    lmf_walk_fini(&w);
+    cap_lmf_walk_fini(&w);
     return whole && f.in_use >= 0;
 }
 
@@ -168,7 +168,7 @@ static void check_value(check_t *c, lmdb_env_t *e, const MDB_val *k, const MDB_v
     cap_hash_t h;
     memcpy(h.bytes, k->mv_data, 32);
     c->res.blobs++;
-    if (!lm_val_ok(e, v)) {
+    if (!cap_lm_val_ok(e, v)) {
         emit(c, CAP_LMDB_BAD_BLOB, NULL, h.bytes, 32, "its value (%llu bytes) lies outside the file",
              (unsigned long long)v->mv_size);
         return;
@@ -202,18 +202,18 @@ static void lmdb_part(check_t *c, const char *path)
         emit(c, CAP_LMDB_PROBLEM, NULL, NULL, 0, "LMDB cannot open it: %s", msg);
         return;
     }
-    lmdb_env_t *e = lm_env_of(b);
-    lm_held_t fr;
+    lmdb_env_t *e = cap_lm_env_of(b);
+    cap_lm_held_t fr;
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     MDB_stat st;
-    rc = lm_begin(e, &fr, MDB_RDONLY, &txn, NULL);
+    rc = cap_lm_begin(e, &fr, MDB_RDONLY, &txn, NULL);
     if (rc == 0) {
         rc = mdb_stat(txn, e->dbi, &st);
         if (rc == 0) rc = mdb_cursor_open(txn, e->dbi, &cur);
         if (rc) {
             mdb_txn_abort(txn);
-            lm_leave(&fr);
+            cap_lm_leave(&fr);
         }
     }
     if (rc) {
@@ -228,7 +228,7 @@ static void lmdb_part(check_t *c, const char *path)
     emit(c, CAP_LMDB_STEP, NULL, NULL, 0, "the first key");
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         walked++;
-        if (!lm_val_ok(e, &k) || k.mv_size > sizeof prev_key) {
+        if (!cap_lm_val_ok(e, &k) || k.mv_size > sizeof prev_key) {
             emit(c, CAP_LMDB_PROBLEM, NULL, NULL, 0, "key %llu (%llu bytes) lies outside the file; the walk stops",
                  (unsigned long long)walked, (unsigned long long)k.mv_size);
             rc = 0;
@@ -270,7 +270,7 @@ static void lmdb_part(check_t *c, const char *path)
              (unsigned long long)st.ms_entries, (unsigned long long)walked);
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
-    lm_leave(&fr);
+    cap_lm_leave(&fr);
     cap_backend_free(b);
 }
 
@@ -284,7 +284,7 @@ int cap_lmdb_check(const char *path, cap_lmdb_check_fn fn, void *arg, cap_lmdb_c
     c.arg = arg;
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        lm_fail(err, errno);
+        cap_lm_fail(err, errno);
         cap_err_add_detail(err, path);
         return CAP_EBACKEND;
     }

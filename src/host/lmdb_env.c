@@ -63,27 +63,27 @@ static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static lmdb_env_t *registry;
 static _Atomic(cap_lmdb_assert_fn) assert_hook;
 
-static _Thread_local lm_held_t *held_top;
+static _Thread_local cap_lm_held_t *held_top;
 
-bool lm_held_by_me(const lmdb_env_t *e)
+bool cap_lm_held_by_me(const lmdb_env_t *e)
 {
-    for (const lm_held_t *h = held_top; h; h = h->next)
+    for (const cap_lm_held_t *h = held_top; h; h = h->next)
         if (h->e == e) return true;
     return false;
 }
 
-void lm_enter(lmdb_env_t *e, lm_held_t *frame)
+void cap_lm_enter(lmdb_env_t *e, cap_lm_held_t *frame)
 {
     frame->e = NULL;
     frame->next = NULL;
-    if (lm_held_by_me(e)) return;
+    if (cap_lm_held_by_me(e)) return;
     pthread_rwlock_rdlock(&e->resize);
     frame->e = e;
     frame->next = held_top;
     held_top = frame;
 }
 
-void lm_leave(lm_held_t *frame)
+void cap_lm_leave(cap_lm_held_t *frame)
 {
     if (!frame->e) return;
     held_top = frame->next;
@@ -99,7 +99,7 @@ static size_t os_page(void)
     return p > 0 ? (size_t)p : 4096;
 }
 
-size_t lm_round_up(size_t v, size_t to)
+size_t cap_lm_round_up(size_t v, size_t to)
 {
     size_t r = v % to;
     if (r == 0) return v;
@@ -110,9 +110,9 @@ size_t lm_round_up(size_t v, size_t to)
 /* Grow the map to at least `want` bytes and at least double it, unless another
  * thread already changed the map since `gen` was read. Must not be called with
  * a transaction open or with e's lock held by this thread. */
-int lm_grow(lmdb_env_t *e, uint64_t gen, size_t want, cap_err_t *err)
+int cap_lm_grow(lmdb_env_t *e, uint64_t gen, size_t want, cap_err_t *err)
 {
-    if (lm_held_by_me(e))
+    if (cap_lm_held_by_me(e))
         return cap_backend_fail(err, CAP_EBACKEND,
                                 "map full while this thread is reading the database (iterate)");
     pthread_rwlock_wrlock(&e->resize);
@@ -124,12 +124,12 @@ int lm_grow(lmdb_env_t *e, uint64_t gen, size_t want, cap_err_t *err)
         size_t next = cur > ((size_t)-1) / 2 ? (size_t)-1 : cur * 2;
         if (next < want) next = want;
         if (e->max_map && next > e->max_map) next = e->max_map;
-        next = lm_round_up(next, os_page());
+        next = cap_lm_round_up(next, os_page());
         if (next <= cur) {
             rc = cap_backend_fail(err, CAP_EBACKEND, "map size limit reached");
         } else {
             int mrc = mdb_env_set_mapsize(e->env, next);
-            if (mrc != 0) rc = lm_fail(err, mrc);
+            if (mrc != 0) rc = cap_lm_fail(err, mrc);
             else e->map_gen++;
         }
     }
@@ -151,15 +151,15 @@ static void adopt(lmdb_env_t *e)
  * reason a transaction fails in practice. */
 #define RESIZE_TRIES 10000
 
-int lm_begin(lmdb_env_t *e, lm_held_t *frame, unsigned flags, MDB_txn **txn, uint64_t *gen)
+int cap_lm_begin(lmdb_env_t *e, cap_lm_held_t *frame, unsigned flags, MDB_txn **txn, uint64_t *gen)
 {
     for (int tries = 0;; tries++) {
-        lm_enter(e, frame);
+        cap_lm_enter(e, frame);
         if (gen) *gen = e->map_gen;
         int rc = mdb_txn_begin(e->env, NULL, flags, txn);
         if (rc == 0) return 0;
-        lm_leave(frame);
-        if (rc == MDB_MAP_RESIZED && tries < RESIZE_TRIES && !lm_held_by_me(e)) {
+        cap_lm_leave(frame);
+        if (rc == MDB_MAP_RESIZED && tries < RESIZE_TRIES && !cap_lm_held_by_me(e)) {
             adopt(e);
             continue;
         }
@@ -209,22 +209,22 @@ static const char *kind_of(mode_t m)
 /* Judge a database file's meta pages and size (lmdb_file.h), once. */
 static int check_pages_once(int fd, uint64_t size, cap_err_t *err)
 {
-    lmf_file_t f;
-    lmf_read_metas(fd, size, &f);
+    cap_lmf_file_t f;
+    cap_lmf_read_metas(fd, size, &f);
     if (f.in_use < 0) {
-        const lmf_meta_t *m0 = &f.meta[0], *m1 = &f.meta[1];
+        const cap_lmf_meta_t *m0 = &f.meta[0], *m1 = &f.meta[1];
         bool lmdb0 = m0->read && m0->magic == LMF_MAGIC, lmdb1 = m1->read && m1->magic == LMF_MAGIC;
         if (!lmdb0 && !lmdb1) return cap_backend_fail(err, CAP_EBACKEND, "not an LMDB file");
-        const lmf_meta_t *bad = m0->bad ? m0 : m1;
+        const cap_lmf_meta_t *bad = m0->bad ? m0 : m1;
         cap_backend_fail(err, CAP_EBACKEND, "damaged database (run capstore db check)");
         cap_err_add_detail(err, bad == m0 ? "meta page 0: " : "meta page 1: ");
         cap_err_add_detail(err, bad->bad);
         return CAP_EBACKEND;
     }
     if (f.disagree) return fail_detail(err, "damaged database (run capstore db check)", f.disagree);
-    const lmf_meta_t *m = &f.meta[f.in_use];
+    const cap_lmf_meta_t *m = &f.meta[f.in_use];
     uint64_t pages = size / f.psize;
-    if (pages <= m->last_pg && !lmf_tail_is_free(&f, pages, m->last_pg)) {
+    if (pages <= m->last_pg && !cap_lmf_tail_is_free(&f, pages, m->last_pg)) {
         cap_backend_fail(err, CAP_EBACKEND, "truncated database (run capstore db check)");
         cap_err_add_detail(err, "the file has ");
         cap_err_add_detail_u64(err, size);
@@ -245,7 +245,7 @@ static int check_pages(int fd, cap_err_t *err)
     for (int attempt = 0; attempt < 3; attempt++) {
         struct stat sb;
         if (attempt) usleep(2000);
-        if (fstat(fd, &sb) != 0) return lm_fail(err, errno);
+        if (fstat(fd, &sb) != 0) return cap_lm_fail(err, errno);
         rc = check_pages_once(fd, (uint64_t)sb.st_size, err);
         if (rc == CAP_OK) break;
     }
@@ -265,14 +265,14 @@ static int check_file(const char *path, bool readonly, mode_t mode, file_info_t 
     }
     if (fd < 0) {
         int ec = errno;
-        lm_fail(err, ec);
+        cap_lm_fail(err, ec);
         cap_err_add_detail(err, path);
         return err ? err->code : CAP_EBACKEND;
     }
     struct stat sb;
     int rc = CAP_OK;
     if (fstat(fd, &sb) != 0) {
-        rc = lm_fail(err, errno);
+        rc = cap_lm_fail(err, errno);
     } else if (!S_ISREG(sb.st_mode)) {
         rc = fail_detail(err, "not a regular file", kind_of(sb.st_mode));
     } else if (sb.st_size == 0) {
@@ -336,7 +336,7 @@ static int prepare_lock(const char *lp, bool readonly, const file_info_t *fi, bo
     }
     if (errno != ENOENT) {
         int ec = errno;
-        lm_fail(err, ec);
+        cap_lm_fail(err, ec);
         cap_err_add_detail(err, lp);
         return err ? err->code : CAP_EBACKEND;
     }
@@ -350,7 +350,7 @@ static int prepare_lock(const char *lp, bool readonly, const file_info_t *fi, bo
         int ec = errno;
         if (ec == EEXIST) return CAP_OK; /* another process made it meanwhile */
         if (ec == EROFS && readonly) return CAP_OK; /* LMDB reads without a lock file there */
-        lm_fail(err, ec);
+        cap_lm_fail(err, ec);
         cap_err_add_detail(err, lp);
         return err ? err->code : CAP_EBACKEND;
     }
@@ -367,7 +367,7 @@ static int prepare_lock(const char *lp, bool readonly, const file_info_t *fi, bo
     if (rc != 0) {
         unlink(lp);
         *created = false;
-        lm_fail(err, rc);
+        cap_lm_fail(err, rc);
         cap_err_add_detail(err, "creating the lock file");
         return err ? err->code : CAP_EBACKEND;
     }
@@ -412,7 +412,7 @@ static void env_destroy(lmdb_env_t *e)
     free(e);
 }
 
-void lm_free(void *ctx)
+void cap_lm_free(void *ctx)
 {
     lmdb_backend_t *b = ctx;
     lmdb_env_t *e = b->e;
@@ -455,7 +455,7 @@ static int lock_failure(const char *lp, int rc, cap_err_t *err)
             return fail_detail(err, "the lock file is not writable by this user (readers need write access to it)",
                                lp);
     }
-    return lm_fail(err, rc);
+    return cap_lm_fail(err, rc);
 }
 
 static int env_open(const char *path, const char *lp, const cap_lmdb_options_t *o, mode_t mode, lmdb_env_t *e,
@@ -464,11 +464,11 @@ static int env_open(const char *path, const char *lp, const cap_lmdb_options_t *
     int rc = mdb_env_create(&e->env);
     if (rc) {
         e->env = NULL;
-        return lm_fail(err, rc);
+        return cap_lm_fail(err, rc);
     }
     size_t init = o->initial_map_size ? o->initial_map_size : DEFAULT_MAP_SIZE;
     if (o->max_map_size && init > o->max_map_size) init = o->max_map_size;
-    init = lm_round_up(init, os_page());
+    init = cap_lm_round_up(init, os_page());
     unsigned flags = MDB_NOSUBDIR | MDB_NOTLS;
     if (e->rdonly) flags |= MDB_RDONLY;
     if (o->flags & CAP_LMDB_NOSYNC) flags |= MDB_NOSYNC;
@@ -503,7 +503,7 @@ static int env_open(const char *path, const char *lp, const cap_lmdb_options_t *
     if (rc) {
         mdb_env_close(e->env);
         e->env = NULL;
-        return lm_fail(err, rc);
+        return cap_lm_fail(err, rc);
     }
     return CAP_OK;
 }
@@ -600,15 +600,15 @@ int cap_lmdb_open(const char *path, const cap_lmdb_options_t *opt, cap_backend_t
     }
     b->e = e;
     b->readonly = readonly;
-    lm_fill_table(b, readonly, (o.flags & CAP_LMDB_TRUSTED) ? CAP_BACKEND_TRUSTED : 0u);
+    cap_lm_fill_table(b, readonly, (o.flags & CAP_LMDB_TRUSTED) ? CAP_BACKEND_TRUSTED : 0u);
     *out = &b->table;
     if (err) cap_backend_fail(err, CAP_OK, NULL);
     return CAP_OK;
 }
 
-bool cap_backend_is_lmdb(const cap_backend_t *b) { return b && b->free == lm_free; }
+bool cap_backend_is_lmdb(const cap_backend_t *b) { return b && b->free == cap_lm_free; }
 
-lmdb_env_t *lm_env_of(const cap_backend_t *b)
+lmdb_env_t *cap_lm_env_of(const cap_backend_t *b)
 {
     return cap_backend_is_lmdb(b) ? ((lmdb_backend_t *)b->ctx)->e : NULL;
 }

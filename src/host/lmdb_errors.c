@@ -58,7 +58,7 @@ const char *cap_lmdb_error_text(int rc)
     }
 }
 
-int lm_fail(cap_err_t *err, int rc)
+int cap_lm_fail(cap_err_t *err, int rc)
 {
     if (rc == ENOMEM) return cap_backend_fail(err, CAP_ENOMEM, "out of memory");
     const char *t = cap_lmdb_error_text(rc);
@@ -78,7 +78,7 @@ int lm_fail(cap_err_t *err, int rc)
     return CAP_EBACKEND;
 }
 
-int lm_fail_write(lmdb_env_t *e, cap_err_t *err, int rc)
+int cap_lm_fail_write(lmdb_env_t *e, cap_err_t *err, int rc)
 {
     if (rc == EIO || rc == ENOSPC) {
         int fd;
@@ -88,5 +88,5 @@ int lm_fail_write(lmdb_env_t *e, cap_err_t *err, int rc)
             (uint64_t)vs.f_bavail * vs.f_frsize < 16ull * (e->psize ? e->psize : 4096))
             rc = ENOSPC;
     }
-    return lm_fail(err, rc);
+    return cap_lm_fail(err, rc);
 }

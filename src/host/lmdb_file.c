@@ -7,21 +7,21 @@
 
 #include "lmdb_file.h"
 
-uint16_t lmf_u16(const uint8_t *p)
+uint16_t cap_lmf_u16(const uint8_t *p)
 {
     uint16_t v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-uint32_t lmf_u32(const uint8_t *p)
+uint32_t cap_lmf_u32(const uint8_t *p)
 {
     uint32_t v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-uint64_t lmf_u64(const uint8_t *p)
+uint64_t cap_lmf_u64(const uint8_t *p)
 {
     uint64_t v;
     memcpy(&v, p, sizeof v);
@@ -40,28 +40,28 @@ static bool read_at(int fd, uint64_t size, uint64_t off, uint8_t *buf, size_t n)
     return true;
 }
 
-bool lmf_read_page(const lmf_file_t *f, uint64_t pgno, uint8_t *buf)
+bool cap_lmf_read_page(const cap_lmf_file_t *f, uint64_t pgno, uint8_t *buf)
 {
     if (!f->psize || pgno > UINT64_MAX / f->psize) return false;
     return read_at(f->fd, f->size, pgno * f->psize, buf, f->psize);
 }
 
-static void read_db(const uint8_t *p, lmf_db_t *d)
+static void read_db(const uint8_t *p, cap_lmf_db_t *d)
 {
-    d->pad = lmf_u32(p);
-    d->flags = lmf_u16(p + 4);
-    d->depth = lmf_u16(p + 6);
-    d->branch_pages = lmf_u64(p + 8);
-    d->leaf_pages = lmf_u64(p + 16);
-    d->overflow_pages = lmf_u64(p + 24);
-    d->entries = lmf_u64(p + 32);
-    d->root = lmf_u64(p + 40);
+    d->pad = cap_lmf_u32(p);
+    d->flags = cap_lmf_u16(p + 4);
+    d->depth = cap_lmf_u16(p + 6);
+    d->branch_pages = cap_lmf_u64(p + 8);
+    d->leaf_pages = cap_lmf_u64(p + 16);
+    d->overflow_pages = cap_lmf_u64(p + 24);
+    d->entries = cap_lmf_u64(p + 32);
+    d->root = cap_lmf_u64(p + 40);
 }
 
 static bool psize_ok(uint32_t p) { return p >= 512 && p <= 65536 && (p & (p - 1)) == 0; }
 
 /* A tree's root and depth within the meta's pages. */
-static const char *db_bad(const lmf_db_t *d, uint64_t last_pg)
+static const char *db_bad(const cap_lmf_db_t *d, uint64_t last_pg)
 {
     if (d->root == LMF_INVALID_PGNO) return d->depth == 0 ? NULL : "an empty tree with a depth";
     if (d->root < 2 || d->root > last_pg) return "a root page outside the file's pages";
@@ -70,7 +70,7 @@ static const char *db_bad(const lmf_db_t *d, uint64_t last_pg)
 }
 
 /* Meta page `idx` at byte `off`. */
-static void read_meta(int fd, uint64_t size, uint64_t off, unsigned idx, lmf_meta_t *m)
+static void read_meta(int fd, uint64_t size, uint64_t off, unsigned idx, cap_lmf_meta_t *m)
 {
     uint8_t b[LMF_PAGEHDR + 136];
     memset(m, 0, sizeof *m);
@@ -79,17 +79,17 @@ static void read_meta(int fd, uint64_t size, uint64_t off, unsigned idx, lmf_met
         return;
     }
     m->read = true;
-    uint64_t pgno = lmf_u64(b);
-    m->page_flags = lmf_u16(b + 10);
+    uint64_t pgno = cap_lmf_u64(b);
+    m->page_flags = cap_lmf_u16(b + 10);
     const uint8_t *mm = b + LMF_PAGEHDR;
-    m->magic = lmf_u32(mm);
-    m->version = lmf_u32(mm + 4);
-    m->mapsize = lmf_u64(mm + 16);
+    m->magic = cap_lmf_u32(mm);
+    m->version = cap_lmf_u32(mm + 4);
+    m->mapsize = cap_lmf_u64(mm + 16);
     read_db(mm + 24, &m->free_db);
     read_db(mm + 24 + LMF_DB_SIZE, &m->main_db);
     m->psize = m->free_db.pad;
-    m->last_pg = lmf_u64(mm + 120);
-    m->txnid = lmf_u64(mm + 128);
+    m->last_pg = cap_lmf_u64(mm + 120);
+    m->txnid = cap_lmf_u64(mm + 128);
     const char *bad = NULL;
     if (!(m->page_flags & LMF_P_META)) bad = "not flagged as a meta page";
     else if (m->magic != LMF_MAGIC) bad = "bad magic number";
@@ -101,7 +101,7 @@ static void read_meta(int fd, uint64_t size, uint64_t off, unsigned idx, lmf_met
     m->bad = bad;
 }
 
-void lmf_read_metas(int fd, uint64_t size, lmf_file_t *f)
+void cap_lmf_read_metas(int fd, uint64_t size, cap_lmf_file_t *f)
 {
     memset(f, 0, sizeof *f);
     f->fd = fd;
@@ -118,7 +118,7 @@ void lmf_read_metas(int fd, uint64_t size, lmf_file_t *f)
         read_meta(fd, size, 4096, 1, &f->meta[1]);
         for (uint32_t p = 512; p <= 65536 && f->meta[1].bad; p *= 2) read_meta(fd, size, p, 1, &f->meta[1]);
     }
-    const lmf_meta_t *m0 = &f->meta[0], *m1 = &f->meta[1];
+    const cap_lmf_meta_t *m0 = &f->meta[0], *m1 = &f->meta[1];
     if (!m0->bad) f->psize = m0->psize;
     else if (!m1->bad) f->psize = m1->psize;
     if (m0->bad || m1->bad) return; /* LMDB refuses a file with a bad meta page */
@@ -135,9 +135,9 @@ void lmf_read_metas(int fd, uint64_t size, lmf_file_t *f)
     }
 }
 
-int lmf_numkeys(const uint8_t *page, uint32_t psize, const char **why)
+int cap_lmf_numkeys(const uint8_t *page, uint32_t psize, const char **why)
 {
-    uint16_t lower = lmf_u16(page + 12), upper = lmf_u16(page + 14);
+    uint16_t lower = cap_lmf_u16(page + 12), upper = cap_lmf_u16(page + 14);
     if (lower < LMF_PAGEHDR || (lower & 1) || upper > psize || lower > upper) {
         *why = "impossible free-space bounds";
         return -1;
@@ -145,23 +145,23 @@ int lmf_numkeys(const uint8_t *page, uint32_t psize, const char **why)
     return (lower - LMF_PAGEHDR) / 2;
 }
 
-const char *lmf_node(const uint8_t *page, uint32_t psize, bool branch, unsigned i, lmf_node_t *out)
+const char *cap_lmf_node(const uint8_t *page, uint32_t psize, bool branch, unsigned i, cap_lmf_node_t *out)
 {
     memset(out, 0, sizeof *out);
-    uint16_t upper = lmf_u16(page + 14);
-    uint32_t off = lmf_u16(page + LMF_PAGEHDR + 2 * i);
+    uint16_t upper = cap_lmf_u16(page + 14);
+    uint32_t off = cap_lmf_u16(page + LMF_PAGEHDR + 2 * i);
     if (off < upper || (off & 1) || off + 8u > psize) return "a node offset outside the page's node area";
     const uint8_t *n = page + off;
     uint16_t lo, hi;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    hi = lmf_u16(n);
-    lo = lmf_u16(n + 2);
+    hi = cap_lmf_u16(n);
+    lo = cap_lmf_u16(n + 2);
 #else
-    lo = lmf_u16(n);
-    hi = lmf_u16(n + 2);
+    lo = cap_lmf_u16(n);
+    hi = cap_lmf_u16(n + 2);
 #endif
-    out->flags = lmf_u16(n + 4);
-    out->ksize = lmf_u16(n + 6);
+    out->flags = cap_lmf_u16(n + 4);
+    out->ksize = cap_lmf_u16(n + 6);
     out->key = n + 8;
     if (off + 8u + out->ksize > psize) return "a key running past the end of its page";
     if (branch) {

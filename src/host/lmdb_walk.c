@@ -24,10 +24,10 @@ typedef struct tree {
     bool is_free; /* the free database: read each value as a page list */
 } tree_t;
 
-static void problem(lmf_walk_t *w, uint64_t page, const uint8_t *key, size_t ksize, const char *fmt, ...)
+static void problem(cap_lmf_walk_t *w, uint64_t page, const uint8_t *key, size_t ksize, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
-static void problem(lmf_walk_t *w, uint64_t page, const uint8_t *key, size_t ksize, const char *fmt, ...)
+static void problem(cap_lmf_walk_t *w, uint64_t page, const uint8_t *key, size_t ksize, const char *fmt, ...)
 {
     char text[256];
     va_list ap;
@@ -41,7 +41,7 @@ static void problem(lmf_walk_t *w, uint64_t page, const uint8_t *key, size_t ksi
 static int cmp_keys(int keys, const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
 {
     if (keys == LMF_KEYS_INTEGER && an == 8 && bn == 8) {
-        uint64_t x = lmf_u64(a), y = lmf_u64(b);
+        uint64_t x = cap_lmf_u64(a), y = cap_lmf_u64(b);
         return x < y ? -1 : x > y;
     }
     size_t n = an < bn ? an : bn;
@@ -50,10 +50,10 @@ static int cmp_keys(int keys, const uint8_t *a, size_t an, const uint8_t *b, siz
     return an < bn ? -1 : an > bn;
 }
 
-static bool test_bit(const lmf_walk_t *w, uint64_t p) { return (w->seen[p >> 3] >> (p & 7)) & 1; }
-static void set_bit(lmf_walk_t *w, uint64_t p) { w->seen[p >> 3] |= (uint8_t)(1u << (p & 7)); }
+static bool test_bit(const cap_lmf_walk_t *w, uint64_t p) { return (w->seen[p >> 3] >> (p & 7)) & 1; }
+static void set_bit(cap_lmf_walk_t *w, uint64_t p) { w->seen[p >> 3] |= (uint8_t)(1u << (p & 7)); }
 
-bool lmf_walk_init(lmf_walk_t *w, const lmf_file_t *f, uint64_t last_pg, bool account)
+bool cap_lmf_walk_init(cap_lmf_walk_t *w, const cap_lmf_file_t *f, uint64_t last_pg, bool account)
 {
     memset(w, 0, sizeof *w);
     w->f = f;
@@ -68,14 +68,14 @@ bool lmf_walk_init(lmf_walk_t *w, const lmf_file_t *f, uint64_t last_pg, bool ac
     return true;
 }
 
-void lmf_walk_fini(lmf_walk_t *w)
+void cap_lmf_walk_fini(cap_lmf_walk_t *w)
 {
     free(w->seen);
     w->seen = NULL;
 }
 
 /* Claim page p for `what` (from page `from`): in range, and used once. */
-static bool claim(lmf_walk_t *w, uint64_t p, uint64_t from, const char *what)
+static bool claim(cap_lmf_walk_t *w, uint64_t p, uint64_t from, const char *what)
 {
     if (p < 2 || p > w->last_pg) {
         problem(w, from, NULL, 0, "%s page %llu is outside the file's pages (2..%llu)", what,
@@ -95,23 +95,23 @@ static bool claim(lmf_walk_t *w, uint64_t p, uint64_t from, const char *what)
 
 /* An overflow run holding a value of `dsize` bytes, starting at page p.
  * With `out`, the value is read into a new buffer (*out, free it). */
-static bool overflow_run(lmf_walk_t *w, uint64_t p, uint64_t from, uint64_t dsize, uint8_t **out)
+static bool overflow_run(cap_lmf_walk_t *w, uint64_t p, uint64_t from, uint64_t dsize, uint8_t **out)
 {
     if (!claim(w, p, from, "an overflow")) return false;
     uint32_t ps = w->f->psize;
     uint8_t *page = malloc(ps);
     if (!page) return false;
     bool ok = false;
-    if (!lmf_read_page(w->f, p, page)) {
+    if (!cap_lmf_read_page(w->f, p, page)) {
         problem(w, p, NULL, 0, "overflow page %llu cannot be read (past the end of the file)", (unsigned long long)p);
-    } else if (lmf_u64(page) != p) {
+    } else if (cap_lmf_u64(page) != p) {
         problem(w, p, NULL, 0, "overflow page %llu says it is page %llu", (unsigned long long)p,
-                (unsigned long long)lmf_u64(page));
-    } else if (!(lmf_u16(page + 10) & LMF_P_OVERFLOW)) {
+                (unsigned long long)cap_lmf_u64(page));
+    } else if (!(cap_lmf_u16(page + 10) & LMF_P_OVERFLOW)) {
         problem(w, p, NULL, 0, "page %llu should start an overflow run but has flags 0x%x", (unsigned long long)p,
-                lmf_u16(page + 10));
+                cap_lmf_u16(page + 10));
     } else {
-        uint64_t pages = lmf_u32(page + 12);
+        uint64_t pages = cap_lmf_u32(page + 12);
         uint64_t need = (LMF_PAGEHDR - 1 + dsize) / ps + 1;
         if (pages < need) {
             problem(w, p, NULL, 0, "overflow run at page %llu has %llu pages; its value of %llu bytes needs %llu",
@@ -134,7 +134,7 @@ static bool overflow_run(lmf_walk_t *w, uint64_t p, uint64_t from, uint64_t dsiz
                     done = n;
                 }
                 for (uint64_t i = 1; v && done < dsize; i++) {
-                    if (!lmf_read_page(w->f, p + i, page)) {
+                    if (!cap_lmf_read_page(w->f, p + i, page)) {
                         problem(w, p + i, NULL, 0, "overflow page %llu cannot be read (past the end of the file)",
                                 (unsigned long long)(p + i));
                         free(v);
@@ -156,40 +156,40 @@ static bool overflow_run(lmf_walk_t *w, uint64_t p, uint64_t from, uint64_t dsiz
 }
 
 /* A free list record: a count, then that many page numbers. */
-static void free_list(lmf_walk_t *w, uint64_t page, const uint8_t *key, size_t ksize, const uint8_t *v, uint64_t n)
+static void free_list(cap_lmf_walk_t *w, uint64_t page, const uint8_t *key, size_t ksize, const uint8_t *v, uint64_t n)
 {
     if (n < 8) {
         problem(w, page, key, ksize, "a free list record of %llu bytes", (unsigned long long)n);
         return;
     }
-    uint64_t count = lmf_u64(v);
+    uint64_t count = cap_lmf_u64(v);
     if (count > (n - 8) / 8) {
         problem(w, page, key, ksize, "a free list record claims %llu pages in %llu bytes", (unsigned long long)count,
                 (unsigned long long)n);
         return;
     }
     for (uint64_t i = 0; i < count; i++) {
-        uint64_t p = lmf_u64(v + 8 + 8 * i);
+        uint64_t p = cap_lmf_u64(v + 8 + 8 * i);
         if (!claim(w, p, page, "a free")) continue;
         w->free_pages++;
         if (w->free_page) w->free_page(w->arg, p);
     }
 }
 
-static void walk_page(lmf_walk_t *w, const tree_t *t, uint64_t p, uint64_t from, unsigned level, bound_t b);
+static void walk_page(cap_lmf_walk_t *w, const tree_t *t, uint64_t p, uint64_t from, unsigned level, bound_t b);
 
-static void sub_tree(lmf_walk_t *w, uint64_t page, const lmf_node_t *n)
+static void sub_tree(cap_lmf_walk_t *w, uint64_t page, const cap_lmf_node_t *n)
 {
-    lmf_db_t d;
+    cap_lmf_db_t d;
     const uint8_t *r = n->data;
-    d.pad = lmf_u32(r);
-    d.flags = lmf_u16(r + 4);
-    d.depth = lmf_u16(r + 6);
-    d.branch_pages = lmf_u64(r + 8);
-    d.leaf_pages = lmf_u64(r + 16);
-    d.overflow_pages = lmf_u64(r + 24);
-    d.entries = lmf_u64(r + 32);
-    d.root = lmf_u64(r + 40);
+    d.pad = cap_lmf_u32(r);
+    d.flags = cap_lmf_u16(r + 4);
+    d.depth = cap_lmf_u16(r + 6);
+    d.branch_pages = cap_lmf_u64(r + 8);
+    d.leaf_pages = cap_lmf_u64(r + 16);
+    d.overflow_pages = cap_lmf_u64(r + 24);
+    d.entries = cap_lmf_u64(r + 32);
+    d.root = cap_lmf_u64(r + 40);
     if (d.root == LMF_INVALID_PGNO) return;
     if (d.depth == 0 || d.depth > LMF_MAX_DEPTH) {
         problem(w, page, n->key, n->ksize, "a named database of depth %u", d.depth);
@@ -208,7 +208,7 @@ static void sub_tree(lmf_walk_t *w, uint64_t page, const lmf_node_t *n)
     w->entries = saved[3];
 }
 
-static void leaf_node(lmf_walk_t *w, const tree_t *t, uint64_t p, const lmf_node_t *n)
+static void leaf_node(cap_lmf_walk_t *w, const tree_t *t, uint64_t p, const cap_lmf_node_t *n)
 {
     w->entries++;
     if (t->key_size && n->ksize != t->key_size && !(n->flags & LMF_F_SUBDATA))
@@ -221,14 +221,14 @@ static void leaf_node(lmf_walk_t *w, const tree_t *t, uint64_t p, const lmf_node
     uint8_t *value = NULL;
     const uint8_t *v = n->data;
     if (n->flags & LMF_F_BIGDATA) {
-        if (!overflow_run(w, lmf_u64(n->data), p, n->dsize, t->is_free ? &value : NULL)) return;
+        if (!overflow_run(w, cap_lmf_u64(n->data), p, n->dsize, t->is_free ? &value : NULL)) return;
         v = value;
     }
     if (t->is_free) free_list(w, p, n->key, n->ksize, v, n->dsize);
     free(value);
 }
 
-static void walk_page(lmf_walk_t *w, const tree_t *t, uint64_t p, uint64_t from, unsigned level, bound_t b)
+static void walk_page(cap_lmf_walk_t *w, const tree_t *t, uint64_t p, uint64_t from, unsigned level, bound_t b)
 {
     if (!claim(w, p, from, level == 1 ? "the root" : "a child")) return;
     uint32_t ps = w->f->psize;
@@ -237,16 +237,16 @@ static void walk_page(lmf_walk_t *w, const tree_t *t, uint64_t p, uint64_t from,
         problem(w, p, NULL, 0, "out of memory");
         return;
     }
-    if (!lmf_read_page(w->f, p, page)) {
+    if (!cap_lmf_read_page(w->f, p, page)) {
         problem(w, p, NULL, 0, "page %llu cannot be read (past the end of the file)", (unsigned long long)p);
         goto out;
     }
-    if (lmf_u64(page) != p) {
+    if (cap_lmf_u64(page) != p) {
         problem(w, p, NULL, 0, "page %llu says it is page %llu", (unsigned long long)p,
-                (unsigned long long)lmf_u64(page));
+                (unsigned long long)cap_lmf_u64(page));
         goto out;
     }
-    uint16_t flags = lmf_u16(page + 10);
+    uint16_t flags = cap_lmf_u16(page + 10);
     bool leaf = level == t->depth;
     uint16_t kind = flags & (LMF_P_BRANCH | LMF_P_LEAF | LMF_P_OVERFLOW | LMF_P_META | LMF_P_LEAF2);
     if (kind != (leaf ? LMF_P_LEAF : LMF_P_BRANCH)) {
@@ -255,7 +255,7 @@ static void walk_page(lmf_walk_t *w, const tree_t *t, uint64_t p, uint64_t from,
         goto out;
     }
     const char *why = NULL;
-    int nk = lmf_numkeys(page, ps, &why);
+    int nk = cap_lmf_numkeys(page, ps, &why);
     if (nk < 0 || nk == 0) {
         problem(w, p, NULL, 0, "page %llu: %s", (unsigned long long)p, nk < 0 ? why : "no keys");
         goto out;
@@ -264,9 +264,9 @@ static void walk_page(lmf_walk_t *w, const tree_t *t, uint64_t p, uint64_t from,
     else w->branch++;
     const uint8_t *prev = NULL;
     size_t prev_n = 0;
-    lmf_node_t n, next;
+    cap_lmf_node_t n, next;
     for (int i = 0; i < nk; i++) {
-        why = lmf_node(page, ps, !leaf, (unsigned)i, &n);
+        why = cap_lmf_node(page, ps, !leaf, (unsigned)i, &n);
         if (why) {
             problem(w, p, NULL, 0, "page %llu, node %d: %s", (unsigned long long)p, i, why);
             goto out;
@@ -294,7 +294,7 @@ static void walk_page(lmf_walk_t *w, const tree_t *t, uint64_t p, uint64_t from,
             cb.lo_n = n.ksize;
         }
         if (i + 1 < nk) {
-            if (lmf_node(page, ps, true, (unsigned)i + 1, &next) == NULL) {
+            if (cap_lmf_node(page, ps, true, (unsigned)i + 1, &next) == NULL) {
                 cb.hi = next.key;
                 cb.hi_n = next.ksize;
             }
@@ -305,7 +305,7 @@ out:
     free(page);
 }
 
-void lmf_walk_tree(lmf_walk_t *w, const lmf_db_t *db, const char *name, int keys, size_t key_size)
+void cap_lmf_walk_tree(cap_lmf_walk_t *w, const cap_lmf_db_t *db, const char *name, int keys, size_t key_size)
 {
     w->branch = w->leaf = w->overflow = w->entries = 0;
     if (db->root == LMF_INVALID_PGNO) {
@@ -330,13 +330,13 @@ void lmf_walk_tree(lmf_walk_t *w, const lmf_db_t *db, const char *name, int keys
                 (unsigned long long)db->entries, (unsigned long long)w->entries);
 }
 
-void lmf_walk_free(lmf_walk_t *w, const lmf_db_t *free_db)
+void cap_lmf_walk_free(cap_lmf_walk_t *w, const cap_lmf_db_t *free_db)
 {
     w->free_pages = 0;
-    lmf_walk_tree(w, free_db, "free", LMF_KEYS_INTEGER, 8);
+    cap_lmf_walk_tree(w, free_db, "free", LMF_KEYS_INTEGER, 8);
 }
 
-uint64_t lmf_walk_unaccounted(const lmf_walk_t *w, uint64_t *first)
+uint64_t cap_lmf_walk_unaccounted(const cap_lmf_walk_t *w, uint64_t *first)
 {
     uint64_t n = 0;
     *first = UINT64_MAX;
@@ -366,17 +366,17 @@ static void count_tail(void *arg, uint64_t p)
  * file shorter than that is truncated. */
 #define TAIL_MAX 65536u
 
-bool lmf_tail_is_free(const lmf_file_t *f, uint64_t from, uint64_t to)
+bool cap_lmf_tail_is_free(const cap_lmf_file_t *f, uint64_t from, uint64_t to)
 {
     if (f->in_use < 0 || from > to || to - from >= TAIL_MAX) return false;
-    const lmf_meta_t *m = &f->meta[f->in_use];
-    lmf_walk_t w;
-    if (!lmf_walk_init(&w, f, m->last_pg, true)) return false;
+    const cap_lmf_meta_t *m = &f->meta[f->in_use];
+    cap_lmf_walk_t w;
+    if (!cap_lmf_walk_init(&w, f, m->last_pg, true)) return false;
     tail_t t = {from, to, 0};
     w.free_page = count_tail;
     w.arg = &t;
-    lmf_walk_free(&w, &m->free_db);
+    cap_lmf_walk_free(&w, &m->free_db);
     bool ok = w.problems == 0 && t.hits == to - from + 1;
-    lmf_walk_fini(&w);
+    cap_lmf_walk_fini(&w);
     return ok;
 }
