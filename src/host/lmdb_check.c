@@ -140,7 +140,10 @@ static bool file_part(check_t *c, int fd, uint64_t size)
     uint64_t free_tree = w.branch + w.leaf + w.overflow;
     if (account) {
         uint64_t first, lost = cap_lmf_walk_unaccounted(&w, &first);
-        if (lost)
+        if (lost && w.problems)
+            emit(c, CAP_LMDB_NOTE, &first, NULL, 0, "%llu pages not reached (the damage above hides them)",
+                 (unsigned long long)lost);
+        else if (lost)
             emit(c, CAP_LMDB_PROBLEM, &first, NULL, 0,
                  "%llu pages are neither in use nor free (the first: page %llu): a damaged page number lost them",
                  (unsigned long long)lost, (unsigned long long)first);
