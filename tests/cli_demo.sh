@@ -45,8 +45,8 @@ if command -v dot >/dev/null 2>&1; then
     [ "$(head -c 4 capstore-demo.png | od -An -c | tr -d ' ')" = "211PNG" ] || fail "capstore-demo.png is not a PNG"
 fi
 # What was flushed is in the file and hashes right.
-run 0 "$CAPSTORE" db check capstore.lmdb
-run 0 "$CAPSTORE" db stats capstore.lmdb
+run 0 "$CAPSTORE" db check --db capstore.lmdb
+run 0 "$CAPSTORE" db stats --db capstore.lmdb
 grep_out "11"
 
 # --- second run in a row: the file already has the blobs

@@ -409,7 +409,7 @@ static void test_flush(void)
     CHECK_EQ_INT(cap_store_flush(s, &w, &e), CAP_EBACKEND);
     set_fault(fb, CAP_FAULT_NONE, 0);
     CHECK_EQ_INT(cap_store_flush(s, &w, &e), CAP_OK);
-    CHECK_EQ_INT(w, 2); /* the retry writes them */
+    CHECK_EQ_INT(w, 0); /* the retry hands them over again; the failed flush's batch had stored them */
     CHECK_EQ_INT(cap_mem_backend_count(mb), 12);
     CHECK_EQ_INT(cap_store_flush(s, &w, NULL), CAP_OK);
     CHECK_EQ_INT(w, 0);

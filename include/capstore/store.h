@@ -292,8 +292,10 @@ int cap_store_exists(cap_store_t *s, const cap_hash_t *h, cap_err_t *err);
  * first writable backend in one batch (one transaction for LMDB), then the
  * backend's flush: on CAP_OK they are durable and clean; on an error none is
  * marked clean and a later flush retries them. Blobs put while a flush runs
- * may wait for the next one. *written (may be NULL) gets how many were
- * written. CAP_OK with *written = 0 when no backend is attached or nothing
+ * may wait for the next one. *written (may be NULL) gets how many the
+ * backend wrote: blobs it did not hold, plus blobs it held with damaged
+ * bytes, now replaced (cap_backend_write_many's counts; a version-1
+ * backend counts them all). CAP_OK with *written = 0 when no backend is attached or nothing
  * is dirty; CAP_EBACKEND ("no writable backend attached") when only
  * read-only backends are attached and blobs are dirty.
  *

@@ -545,10 +545,14 @@ int cap_store_flush(cap_store_t *s, size_t *written, cap_err_t *err)
         return store_fail(err, rc, "out of memory");
     if (f.n == 0)
         return CAP_OK;
-    rc = cap_persist_put_batch(wb, f.caps, f.hashes, f.n, s->alloc, (cap_hash_t *)0, err);
+    /* The backend's counts: blobs it did not hold, and blobs it held with
+     * damaged bytes that it has now replaced (a version-1 backend counts
+     * every blob). */
+    cap_backend_write_result_t res;
+    rc = cap_persist_put_many(wb, f.caps, f.hashes, f.n, s->alloc, &res, err);
     if (rc == CAP_OK)
         rc = cap_backend_flush(wb, err);
-    size_t n = f.n;
+    size_t n = res.written + res.repaired;
     if (rc == CAP_OK)
         mark_clean(s, &f); /* only now: a failed write leaves every blob dirty */
     flush_set_free(s, &f);
