@@ -288,8 +288,8 @@ int cap_store_unpin(cap_store_t *s, const cap_hash_t *h);
  * come back: a backend is attached and the blob is clean (fetched, flushed
  * or written through). Kept are blobs pinned, referenced from outside the
  * store (a reference held by a caller or an instance entry), or reachable
- * from an instance entry through Hash targets (the entry's cap, then the
- * blobs in memory it names, transitively; a blob that becomes reachable
+ * from an instance entry through Hash children (cap_for_each_child: the
+ * entry's cap, then the blobs in memory it names, transitively; a blob that becomes reachable
  * while a trim runs may still go, and comes back through the provider).
  * Without a backend nothing is dropped. When a trim cannot get under the
  * budget, puts try again only once the tier has grown by another eighth of
