@@ -20,6 +20,7 @@
 
 #include "capstore/cap.h"
 #include "capstore/sys/backend.h"
+#include "capstore/walk.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -67,6 +68,26 @@ int cap_persist_put_batch(const cap_backend_t *b, cap_t *const *caps, const cap_
 int cap_persist_put_many(const cap_backend_t *b, cap_t *const *caps, const cap_hash_t *hashes,
                          size_t n, const cap_alloc_t *a, cap_backend_write_result_t *res,
                          cap_err_t *err);
+
+/* Walking a graph in one backend (walk.h, docs/graph.md) --------------------------------- */
+
+/** Visit every cap reachable from `roots` in `b`, once each, reading the
+ * backend directly (cap_backend_read_many, `batch` hashes a call, breadth
+ * first): nothing is published anywhere, and no cap or bytes are kept once
+ * visited, only the set of hashes seen. `a` allocates that set, the batch
+ * and the bytes read. `fn` (may be NULL) is called per cap found; `res`
+ * (may be NULL) gets the counts and the first problems with their paths.
+ * Returns CAP_OK when every reachable hash was found (and decoded or
+ * verified, as asked); CAP_EBLOBMISSING when the walk went to the end but
+ * res->missing hashes are stored nowhere (err->hash: the first; err->detail:
+ * the field and cap that name it, its depth and root, the totals);
+ * CAP_EDECODE or CAP_EMISMATCH when none is missing but res->bad blobs are
+ * bad (err->hash: the first); what `fn` returned to stop; CAP_EBACKEND (a
+ * read failed: err); CAP_ENOMEM; CAP_EINVAL (NULL backend or allocator,
+ * NULL roots with nroots > 0, bad options). */
+int cap_backend_walk(const cap_backend_t *b, const cap_hash_t *roots, size_t nroots,
+                     const cap_walk_options_t *opt, const cap_alloc_t *a, cap_walk_fn fn,
+                     void *arg, cap_walk_result_t *res, cap_err_t *err);
 
 /* LMDB backend (host only) ------------------------------------------------------------------ */
 

@@ -28,6 +28,7 @@
 
 #include "capstore/cap.h"
 #include "capstore/sys/backend.h"
+#include "capstore/walk.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -241,12 +242,33 @@ int cap_store_sweep_budget(cap_store_t *s, size_t budget, size_t *removed, bool 
 /** Settle a target. Hash: *out = it, unchanged. Ref: settle nested Refs
  * bottom-up (each shared child once), rewrite them to hashes in the entries,
  * hash the cap; non-Instance entries move to the blob tier and leave the
- * instance tier; Instance entries stay (the hash is a snapshot). Iterative
+ * instance tier; Instance entries stay (the hash is a snapshot, stored
+ * nowhere: a settled graph with Instance caps in it is NOT closed, and a
+ * store or backend cannot follow it past them; cap_store_checkpoint
+ * publishes the snapshots too). Iterative
  * (no recursion on the C stack). Atomic: on failure the store is unchanged.
  * Consistent under concurrent writers: commits only if no entry it read
  * changed, else starts again. Errors: CAP_ECYCLE, CAP_EINSTANCEMISSING
  * (err->id), CAP_EINVAL (foreign handle), CAP_ENOMEM. */
 int cap_store_settle(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, cap_err_t *err);
+
+/** Settle, and make the result a closed graph: cap_store_settle, plus, in
+ * the same atomic step, every Instance cap the graph reaches published as a
+ * blob under its snapshot hash (settle alone keeps them only as instances,
+ * so a settled graph with Instances in it names hashes nothing stores). On
+ * CAP_OK every hash reachable from *out is in the blob tier or a backend,
+ * and the new blobs reach the first writable backend on the next flush.
+ * The instances stay and keep running: each one's cap is shared with its
+ * blob, frozen, so its next edit copies away from the snapshot (as for any
+ * published cap). A Hash target is returned unchanged once its graph is
+ * found closed. Errors as cap_store_settle, and CAP_EBLOBMISSING when a Hash
+ * child (of the graph, or of a blob it reaches) exists nowhere (err->hash:
+ * that hash; err->detail: the field and cap that name it); CAP_EDECODE /
+ * CAP_EMISMATCH / CAP_EBACKEND when a backend's blob in the closure could
+ * not be read. On failure the store is unchanged. The closure check reads
+ * every blob of the graph that memory lacks from the backends (publishing
+ * nothing): its cost grows with the whole graph, not with what changed. */
+int cap_store_checkpoint(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, cap_err_t *err);
 
 /* Backends: the missing-blob provider and persistence (docs/persistence.md) ---------------- */
 
@@ -308,6 +330,22 @@ int cap_store_exists(cap_store_t *s, const cap_hash_t *h, cap_err_t *err);
  * settle publishes are not written through: the next flush writes them. */
 int cap_store_flush(cap_store_t *s, size_t *written, cap_err_t *err);
 
+/* Walking a graph (walk.h, docs/graph.md) ------------------------------------------------------ */
+
+/** cap_backend_walk through the store: every cap reachable from `roots`,
+ * once each, breadth first. A hash is looked up in memory first (the
+ * visitor gets the cap, bytes NULL; never re-verified); what memory lacks is
+ * asked of the backends in the order attached, a batch per call (the first
+ * answer other than CAP_ENOTFOUND decides; the visitor gets the bytes, and
+ * the cap with CAP_WALK_DECODE or _VERIFY). Nothing read is published and
+ * nothing is kept once visited but the set of hashes seen, allocated with
+ * the store's allocator. Instance entries are not roots: settle or
+ * checkpoint them first. Returns as cap_backend_walk (CAP_EBLOBMISSING:
+ * some reachable hash exists nowhere). CAP_EINVAL for a NULL store. */
+int cap_store_walk(cap_store_t *s, const cap_hash_t *roots, size_t nroots,
+                   const cap_walk_options_t *opt, cap_walk_fn fn, void *arg,
+                   cap_walk_result_t *res, cap_err_t *err);
+
 /* Blob retention ----------------------------------------------------------------------------- */
 
 /** Pin a blob (counted: n pins need n unpins). A pinned blob is never dropped
@@ -325,8 +363,8 @@ int cap_store_unpin(cap_store_t *s, const cap_hash_t *h);
  * come back: a backend is attached and the blob is clean (fetched, flushed
  * or written through). Kept are blobs pinned, referenced from outside the
  * store (a reference held by a caller or an instance entry), or reachable
- * from an instance entry through Hash targets (the entry's cap, then the
- * blobs in memory it names, transitively; a blob that becomes reachable
+ * from an instance entry through Hash children (cap_for_each_child: the
+ * entry's cap, then the blobs in memory it names, transitively; a blob that becomes reachable
  * while a trim runs may still go, and comes back through the provider).
  * Without a backend nothing is dropped. When a trim cannot get under the
  * budget, puts try again only once the tier has grown by another eighth of

@@ -24,7 +24,11 @@
  *    locks are dropped), Instance entries keep (or take) the rewritten cap;
  *    the others move to the blob tier and leave the instance tier. Caps and
  *    handles are released after the locks are dropped. At most the shard
- *    locks are held at once (no allocation under them). */
+ *    locks are held at once (no allocation under them).
+ * A checkpoint (checkpoint.c) is this with two additions: between 2 and 3
+ * the closure of the graph's Hash children is checked (store/walk.c), and
+ * the commit also keys, freezes and publishes each Instance node's cap as a
+ * blob (the entry keeps it: later edits copy). */
 #include "store/store_internal.h"
 
 #define SETTLE_CONFLICT 1
@@ -58,6 +62,7 @@ typedef struct settle_ctx {
     uint64_t *map; /* 0 empty, else (node index + 1) << 32 | tag of the node's entry */
     unsigned map_log;
     uint32_t max_height;
+    uint8_t checkpoint; /* also publish every Instance node as a blob (checkpoint.c) */
 } settle_ctx_t;
 
 /* Growable arrays through the allocator. Grown with `reallocate`: a large
@@ -396,7 +401,8 @@ static int prepare_copies(settle_ctx_t *x)
         /* A snapshot keyed by another hash (published under a wrong
          * unverified hash, or keyed by a settle that then gave up) cannot
          * be this blob: it gets its own copy, keyed right. */
-        bool keyed_elsewhere = !nd->instance && cap_key_conflicts(nd->snap, &nd->hash);
+        bool keyed_elsewhere =
+            (!nd->instance || x->checkpoint) && cap_key_conflicts(nd->snap, &nd->hash);
         if (!keyed_elsewhere && (!nd->nkids || exclusive(nd)))
             continue;
         cap_t *copy;
@@ -422,7 +428,7 @@ static int commit(settle_ctx_t *x)
     for (size_t i = 0; i < x->n; i++) {
         snode_t *nd = &x->nodes[i];
         mask |= bit(store_entry_shard(nd->e));
-        if (!nd->instance) {
+        if (!nd->instance || x->checkpoint) {
             unsigned b = store_blob_shard(store_blob_mix(s, &nd->hash));
             mask |= bit(b);
             pending[b]++;
@@ -463,7 +469,7 @@ static int commit(settle_ctx_t *x)
              * claim cannot fail after this. Keying content that a rewrite
              * in place only then produces is fine: a settle that gives up
              * leaves a key that a later one sees as keyed_elsewhere. */
-            if (!again && !nd->instance &&
+            if (!again && (!nd->instance || x->checkpoint) &&
                 !cap_claim_key(nd->fresh ? nd->fresh : nd->snap, &nd->hash))
                 again = true;
         }
@@ -509,8 +515,10 @@ static int commit(settle_ctx_t *x)
                 e->cap = nd->fresh;
                 nd->fresh = (cap_t *)0;
             }
-            if (nd->nkids)
+            if (nd->nkids || nd->old) /* rewritten, or (checkpoint) given a keyed copy */
                 e->version++;
+            if (x->checkpoint)
+                store_checkpoint_publish_locked(s, e->cap, &nd->hash, &tally);
             continue;
         }
         uint64_t mix = store_blob_mix(s, &nd->hash);
@@ -623,7 +631,16 @@ static void ctx_reset(settle_ctx_t *x)
     x->a = a;
 }
 
-int cap_store_settle(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, cap_err_t *err)
+/* A node as a start of checkpoint's closure walk: its hash and snapshot. */
+static const cap_t *node_given(void *p, size_t i, cap_hash_t *h)
+{
+    const settle_ctx_t *x = p;
+    *h = x->nodes[i].hash;
+    return x->nodes[i].snap;
+}
+
+int store_settle_run(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, bool checkpoint,
+                     cap_err_t *err)
 {
     if (!s || !t)
         return CAP_EINVAL;
@@ -650,9 +667,12 @@ int cap_store_settle(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, cap
     x.s = s;
     x.a = s->alloc;
     for (;;) {
+        x.checkpoint = checkpoint;
         int rc = snapshot(&x, root, err);
         if (rc == CAP_OK)
             rc = hash_all(&x);
+        if (rc == CAP_OK && checkpoint)
+            rc = store_walk_closure(s, x.n, node_given, &x, err);
         if (rc == CAP_OK)
             rc = commit(&x);
         if (rc == CAP_OK && out)
@@ -661,4 +681,9 @@ int cap_store_settle(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, cap
         if (rc != SETTLE_CONFLICT)
             return rc;
     }
+}
+
+int cap_store_settle(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, cap_err_t *err)
+{
+    return store_settle_run(s, t, out, false, err);
 }

@@ -384,6 +384,25 @@ typedef struct store_batch_err {
 void store_batch_fail(store_batch_err_t *b, size_t i, int code, const cap_err_t *detail,
                       const cap_hash_t *h);
 
+/* settle.c, checkpoint.c, walk.c ------------------------------------------------------------ */
+
+/* cap_store_settle; with `checkpoint`, cap_store_checkpoint's graph part. */
+int store_settle_run(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, bool checkpoint,
+                     cap_err_t *err);
+/* In a checkpoint's commit (the shard locks of its blob and entry held,
+ * room reserved, `c` keyed `h`): freeze the Instance cap `c` and publish it
+ * as the blob `h` unless that blob is there (the entry keeps its reference). */
+void store_checkpoint_publish_locked(cap_store_t *s, cap_t *c, const cap_hash_t *h,
+                                     store_blob_tally_t *tally);
+/* Check that the Hash children of the `ngiven` caps given(ctx, i, &hash)
+ * (with hashes of their own: the nodes of a settle) exist in memory or in a
+ * backend, transitively: CAP_OK, or CAP_EBLOBMISSING (err: the first
+ * missing hash and what names it), CAP_EDECODE / CAP_EMISMATCH, CAP_EBACKEND,
+ * CAP_ENOMEM. Publishes nothing. */
+int store_walk_closure(cap_store_t *s, size_t ngiven,
+                       const cap_t *(*given)(void *ctx, size_t i, cap_hash_t *h), void *ctx,
+                       cap_err_t *err);
+
 /* provider.c -------------------------------------------------------------------------------- */
 
 static inline unsigned store_backend_count(const cap_store_t *s)
