@@ -560,7 +560,12 @@ static void test_foreign_lmdb(void)
     cap_backend_t *b = NULL;
     cap_err_t e;
     memset(&e, 0, sizeof e);
-    CHECK_EQ_INT(cap_lmdb_open(p, NULL, &b, &e), CAP_OK);
+    /* Not migrated to file format 2 (a key that is no hash): refused
+     * writable, read as a format-1 file read-only. */
+    CHECK_EQ_INT(cap_lmdb_open(p, NULL, &b, &e), CAP_EBACKEND);
+    CHECK(e.what && strstr(e.what, "not a capstore database") != NULL);
+    cap_lmdb_options_t ro = {CAP_LMDB_READONLY, 0, 0, 0};
+    CHECK_EQ_INT(cap_lmdb_open(p, &ro, &b, &e), CAP_OK);
     if (!b) return;
     /* Keys sort byte-wise: "hello" (0x68...) comes before the 0xab.. key, so
      * the iteration stops at it before the callback sees anything. */
@@ -575,12 +580,6 @@ static void test_foreign_lmdb(void)
     memset(&e, 0, sizeof e);
     CHECK_EQ_INT(cap_persist_fetch(b, &h, L, true, &c, &e), CAP_EDECODE);
     CHECK(c == NULL);
-    /* The database still takes and gives caps. */
-    cap_t *x = make_cnode();
-    cap_hash_t hx;
-    CHECK_EQ_INT(cap_persist_put(b, x, &hx, NULL), CAP_OK);
-    CHECK(fetch_equals(b, &hx, x));
-    cap_release(x);
     cap_backend_free(b);
 }
 

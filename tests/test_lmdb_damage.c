@@ -275,10 +275,12 @@ static uint64_t u64(const uint8_t *p)
 }
 
 /* The base's layout (LMDB 0.9, 64-bit, little-endian): page size, the
- * root page of the blob database (meta page 1 holds the only commit). */
+ * meta page in use (file format 2: the open's commit, then the put's), and
+ * the root page of the "blobs" database, named in the unnamed database. */
 static uint32_t psize;
 static uint64_t root;
 static unsigned depth;
+static unsigned cur_meta;
 
 static uint8_t *page(uint64_t p) { return img + p * psize; }
 static unsigned numkeys(const uint8_t *pg) { return (u16(pg + 12) - 16u) / 2; }
@@ -341,21 +343,22 @@ static void named_cases(void)
      * beyond page 1's: LMDB would use it and a put would free every page
      * of the real snapshot. Refused everywhere; nothing is lost. */
     fresh();
-    img[147] ^= 0x01;
-    exercise("meta page 0 txnid", 1, 4);
+    size_t old_txnid = (1 - cur_meta) * psize + 147;
+    img[old_txnid] ^= 0x01;
+    exercise("older meta page txnid", 1, 4);
     CHECK(file_has(err_path, "damaged database")); /* the put was refused */
     fresh();
-    img[147] ^= 0x01;
+    img[old_txnid] ^= 0x01;
     save();
     CHECK_EQ_INT(action("stats", "stats", "--db", db, NULL), 1);
     CHECK(file_has(err_path, "not consecutive"));
-    img[147] ^= 0x01; /* undo: the data is all there */
+    img[old_txnid] ^= 0x01; /* undo: the data is all there */
     save();
     CHECK(whole());
 
     fresh();
-    img[psize + 16] ^= 0xff; /* meta page 1's magic */
-    exercise("meta page 1 magic", 1, 4);
+    img[cur_meta * psize + 16] ^= 0xff; /* the magic of the meta page in use */
+    exercise("meta page in use magic", 1, 4);
 
     /* The root branch page: a key byte (lookups go astray; the cursor walk
      * does not notice), a child pointer. */
@@ -497,8 +500,16 @@ int main(int argc, char **argv)
     CHECK(base_img && base_len >= 3 * 4096);
     if (!base_img || base_len < 3 * 4096) return check_done("test_lmdb_damage");
     psize = (uint32_t)(base_img[40] | base_img[41] << 8 | base_img[42] << 16 | (uint32_t)base_img[43] << 24);
-    root = u64(base_img + psize + 16 + 24 + 48 + 40);
-    depth = u16(base_img + psize + 16 + 24 + 48 + 6);
+    cur_meta = u64(base_img + psize + 144) > u64(base_img + 144) ? 1 : 0;
+    const uint8_t *main_db = base_img + cur_meta * psize + 16 + 24 + 48;
+    uint8_t *main_leaf = base_img + u64(main_db + 40) * psize;
+    for (unsigned i = 0; i < numkeys(main_leaf); i++) {
+        const uint8_t *n = node(main_leaf, i);
+        if (u16(n + 6) == 5 && memcmp(n + 8, "blobs", 5) == 0) {
+            root = u64(n + 8 + 5 + 40);
+            depth = u16(n + 8 + 5 + 6);
+        }
+    }
     snprintf(db, sizeof db, "%s", base);
     CHECK_EQ_INT(action("check", "check", "--db", base, NULL), 0); /* the base is sound */
     snprintf(db, sizeof db, "%s/d.lmdb", dir);

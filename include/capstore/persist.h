@@ -69,6 +69,17 @@ int cap_persist_put_many(const cap_backend_t *b, cap_t *const *caps, const cap_h
                          size_t n, const cap_alloc_t *a, cap_backend_write_result_t *res,
                          cap_err_t *err);
 
+/** cap_persist_put_many that also sets `nroots` named roots in the same
+ * cap_backend_write_many: one transaction where the backend is atomic, so
+ * a crash never leaves a root whose graph was not written. Each root's
+ * graph must be stored already or among the caps: CAP_EBLOBMISSING
+ * otherwise (err->hash: the first missing hash), and nothing is written.
+ * n == 0 sets the roots alone. CAP_EINVAL for a bad root name;
+ * CAP_EBACKEND ("roots not supported") for a backend without roots. */
+int cap_persist_put_roots(const cap_backend_t *b, cap_t *const *caps, const cap_hash_t *hashes,
+                          size_t n, const cap_alloc_t *a, const cap_backend_root_t *roots,
+                          size_t nroots, cap_backend_write_result_t *res, cap_err_t *err);
+
 /* Walking a graph in one backend (walk.h, docs/graph.md) --------------------------------- */
 
 /** Visit every cap reachable from `roots` in `b`, once each, reading the
@@ -128,6 +139,12 @@ typedef struct cap_lmdb_stats {
     uint64_t used_bytes; /**< pages in use times the page size */
     uint32_t page_size;
     uint32_t depth;      /**< B-tree depth */
+    uint64_t free_bytes; /**< pages on LMDB's free list times the page size: room the
+                              file holds that writes will reuse before it grows
+                              (capstore db compact gives it back) */
+    uint64_t roots;      /**< named roots */
+    uint32_t format;     /**< the file's format: 2, or 1 for a file not yet migrated
+                              (opened read-only; docs/persistence.md) */
 } cap_lmdb_stats_t;
 
 /** Statistics of an LMDB backend (counting `bytes` walks every entry).
@@ -136,6 +153,65 @@ int cap_lmdb_stats(const cap_backend_t *b, cap_lmdb_stats_t *st, cap_err_t *err)
 
 /** Whether `b` was made by cap_lmdb_open. */
 bool cap_backend_is_lmdb(const cap_backend_t *b);
+
+/* Collection (host only; docs/persistence.md, "Collection") ------------------------------ */
+
+/** Progress of a long operation over a database: `phase` names the step
+ * ("mark", "sweep", "export", "import", ...), `count` the items done so
+ * far and `bytes` their bytes. Called from the calling thread, every few
+ * thousand items. */
+typedef void (*cap_progress_fn)(void *arg, const char *phase, uint64_t count, uint64_t bytes);
+
+/** cap_lmdb_collect_options_t.flags */
+#define CAP_LMDB_COLLECT_DRY_RUN 1u /**< delete nothing; count (and list through `each`)
+                                         what would go */
+
+typedef struct cap_lmdb_collect_options {
+    size_t size;        /**< sizeof(cap_lmdb_collect_options_t), or 0 for this layout */
+    unsigned flags;     /**< CAP_LMDB_COLLECT_* */
+    size_t batch;       /**< blobs deleted per write transaction; 0: 1024 */
+    cap_progress_fn progress; /**< may be NULL */
+    /** Dry run only (may be NULL): each blob that would be deleted, in key
+     * order, its bytes borrowed for the call. */
+    void (*each)(void *arg, const cap_hash_t *h, const uint8_t *bytes, size_t n);
+    void *arg;          /**< for progress and each */
+} cap_lmdb_collect_options_t;
+
+#define CAP_LMDB_COLLECT_OPTIONS_INIT {sizeof(cap_lmdb_collect_options_t), 0u, 0, 0, 0, 0}
+
+typedef struct cap_lmdb_collect_result {
+    uint64_t roots;         /**< distinct roots marked from: named roots and the hashes given */
+    uint64_t marked;        /**< blobs reachable from them (kept) */
+    uint64_t marked_bytes;  /**< their bytes */
+    uint64_t scanned;       /**< blobs the sweep looked at */
+    uint64_t deleted;       /**< blobs deleted (dry run: that would be) */
+    uint64_t deleted_bytes; /**< their bytes */
+    uint64_t transactions;  /**< write transactions the sweep committed */
+    uint64_t late_roots;    /**< roots set while the sweep ran (marked then, kept) */
+} cap_lmdb_collect_result_t;
+
+/** Delete every blob of the LMDB backend `b` that no root reaches: mark
+ * the graphs of its named roots and of the `nroots` hashes given (in one
+ * read transaction), then sweep the blobs in key order, deleting the
+ * unmarked ones `batch` at a time, each batch its own write transaction,
+ * so that readers and writers of other processes go on meanwhile. Each
+ * sweep transaction first marks the graph of every root it finds that the
+ * mark has not reached (a root set meanwhile), before it deletes anything:
+ * a root never loses a blob, whatever the interleaving (a root is only set
+ * when its graph is stored: sys/backend.h). A crash (or a kill) between
+ * transactions leaves a database that is whole and partly collected.
+ * Blobs no root reaches are deleted even when written during the sweep:
+ * set roots in the same write as the blobs (cap_store_flush_roots).
+ * Nothing is deleted, and the result is an error, when a marked graph is
+ * incomplete: a hash given or reached is not stored (CAP_EBLOBMISSING,
+ * err->hash) or a blob's children cannot be read (CAP_EDECODE: damage;
+ * run cap_lmdb_check) — a damaged graph must not lose the blobs below the
+ * damage. `opt` may be NULL; `res` (may be NULL) gets the counts.
+ * CAP_EINVAL for a backend not made by cap_lmdb_open or NULL roots with
+ * nroots > 0; CAP_EBACKEND ("read-only") unless a dry run. */
+int cap_lmdb_collect(const cap_backend_t *b, const cap_hash_t *roots, size_t nroots,
+                     const cap_lmdb_collect_options_t *opt, cap_lmdb_collect_result_t *res,
+                     cap_err_t *err);
 
 /** LMDB reads its file through a memory map and keeps no page checksums;
  * on some damage its own assertions fail, and then it aborts the process.

@@ -3,7 +3,9 @@
  *
  * One node: out = SHA256(in[0..64]). The batch call hashes n independent
  * nodes (a whole tree level) and is where the speed is: the SHA-NI kernel
- * keeps several nodes in flight. */
+ * keeps several nodes in flight. The streaming form (cap_sha256_init /
+ * update / final) hashes a message of any length, such as an archive's
+ * trailing checksum (docs/archive.md). */
 #ifndef CAPSTORE_SHA256_H
 #define CAPSTORE_SHA256_H
 
@@ -34,6 +36,25 @@ void cap_sha256_pair(uint8_t out[32], const uint8_t left[32], const uint8_t righ
  * of the region its input occupied the lower half of, so a level can be
  * reduced within one buffer). Other overlaps are not allowed. */
 void cap_sha256_nodes(uint8_t *out, const uint8_t *in, size_t n);
+
+/** Streaming SHA-256 of a message of any length (FIPS 180-4), on the
+ * selected kernel's family (SHA-NI where the node kernel is, else
+ * portable). Initialise, feed bytes in pieces of any size, finish; the
+ * context holds no pointer and may be copied. */
+typedef struct cap_sha256_ctx {
+    uint32_t state[8];
+    uint64_t length;  /**< bytes fed so far */
+    uint8_t block[64];
+    uint32_t used;    /**< bytes of `block` filled */
+} cap_sha256_ctx_t;
+
+void cap_sha256_init(cap_sha256_ctx_t *c);
+void cap_sha256_update(cap_sha256_ctx_t *c, const void *bytes, size_t n);
+/** The digest of everything fed; the context must be initialised again to
+ * be reused. */
+void cap_sha256_final(cap_sha256_ctx_t *c, uint8_t out[32]);
+/** One call: out = SHA256(bytes[0..n]). */
+void cap_sha256(uint8_t out[32], const void *bytes, size_t n);
 
 /** Select the kernel for the whole process (the one piece of process-wide
  * state; atomic). Returns CAP_EINVAL if the build cannot use `k` (a SHA-NI

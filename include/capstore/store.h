@@ -330,6 +330,24 @@ int cap_store_exists(cap_store_t *s, const cap_hash_t *h, cap_err_t *err);
  * settle publishes are not written through: the next flush writes them. */
 int cap_store_flush(cap_store_t *s, size_t *written, cap_err_t *err);
 
+/** cap_store_flush that also sets `nroots` named roots (sys/backend.h:
+ * name -> hash) on the first writable backend, in the same transaction as
+ * the blobs it writes (cap_persist_put_roots), so a crash never leaves a
+ * root whose graph was not written. The backend sets a root only when the
+ * root's whole graph is stored or in the batch; when it reports a hash
+ * missing (a collection removed blobs this store still holds in memory,
+ * clean), the blobs of the roots' graphs that memory holds and the backend
+ * lacks are added to the batch and the write tried again (a few times).
+ * A backend flagged CAP_BACKEND_NONATOMIC_BATCH gets the blobs first
+ * (written and flushed), then the roots in a second call. Errors as
+ * cap_store_flush, and CAP_EBLOBMISSING (a hash of a root's graph exists
+ * nowhere: err->hash; nothing is marked clean, no root set), CAP_EINVAL (a
+ * bad root name, NULL roots with nroots > 0), CAP_EBACKEND ("no writable
+ * backend attached", "roots not supported"). nroots == 0 is
+ * cap_store_flush. */
+int cap_store_flush_roots(cap_store_t *s, const cap_backend_root_t *roots, size_t nroots,
+                          size_t *written, cap_err_t *err);
+
 /* Walking a graph (walk.h, docs/graph.md) ------------------------------------------------------ */
 
 /** cap_backend_walk through the store: every cap reachable from `roots`,

@@ -126,6 +126,28 @@ static int fault_write_many(void *ctx, const cap_backend_item_t *items, size_t n
     return cap_backend_write_many(f->inner, items, n, roots, nroots, res, err);
 }
 
+/* Roots pass through untouched (where the inner backend has them): the
+ * plans are about blobs. */
+static int fault_root_get(void *ctx, const char *name, cap_hash_t *h, cap_err_t *err)
+{
+    return cap_backend_root_get(((fault_backend_t *)ctx)->inner, name, h, err);
+}
+
+static int fault_root_set(void *ctx, const char *name, const cap_hash_t *h, cap_err_t *err)
+{
+    return cap_backend_root_set(((fault_backend_t *)ctx)->inner, name, h, err);
+}
+
+static int fault_root_delete(void *ctx, const char *name, cap_err_t *err)
+{
+    return cap_backend_root_delete(((fault_backend_t *)ctx)->inner, name, err);
+}
+
+static int fault_root_list(void *ctx, cap_backend_root_fn fn, void *arg, cap_err_t *err)
+{
+    return cap_backend_root_list(((fault_backend_t *)ctx)->inner, fn, arg, err);
+}
+
 static int fault_flush(void *ctx, cap_err_t *err)
 {
     fault_backend_t *f = ctx;
@@ -186,6 +208,12 @@ int cap_fault_backend_new(cap_backend_t *inner, bool own_inner, cap_backend_t **
     t.exists = fault_exists;
     t.iterate = fault_iterate;
     t.free = fault_free;
+    if (cap_backend_has_roots(inner)) {
+        t.root_get = fault_root_get;
+        t.root_set = fault_root_set;
+        t.root_delete = fault_root_delete;
+        t.root_list = fault_root_list;
+    }
     f->table = t;
     *out = &f->table;
     return CAP_OK;

@@ -236,13 +236,13 @@ static int put_one(lmdb_env_t *e, MDB_txn *txn, const cap_backend_item_t *it, ui
     return rc;
 }
 
-static int put_items(lmdb_backend_t *b, const cap_backend_item_t *items, size_t n, cap_backend_write_result_t *res,
-                     cap_err_t *err)
+int cap_lm_put_items(lmdb_backend_t *b, const cap_backend_item_t *items, size_t n, const cap_backend_root_t *roots,
+                     size_t nroots, cap_backend_write_result_t *res, cap_err_t *err)
 {
     lmdb_env_t *e = b->e;
     res->written = res->repaired = 0;
     if (b->readonly) return cap_backend_fail(err, CAP_EBACKEND, "read-only");
-    if (n == 0) return CAP_OK;
+    if (n == 0 && nroots == 0) return CAP_OK;
 
     /* Grow up front when the batch clearly does not fit. */
     if (!cap_lm_held_by_me(e)) {
@@ -262,7 +262,7 @@ static int put_items(lmdb_backend_t *b, const cap_backend_item_t *items, size_t 
         }
     }
 
-    uint8_t *what = malloc(n);
+    uint8_t *what = malloc(n ? n : 1);
     if (!what) return cap_backend_fail(err, CAP_ENOMEM, "out of memory");
     size_t *order = batch_order(items, n); /* NULL: the given order */
     int out;
@@ -276,11 +276,15 @@ static int put_items(lmdb_backend_t *b, const cap_backend_item_t *items, size_t 
             break;
         }
         const cap_hash_t *bad = NULL;
+        cap_lm_missing_t miss;
         rc = classify(e, txn, items, n, what, &bad);
+        /* Roots: their closures checked before anything changes (lmdb_roots.c). */
+        if (rc == 0 && nroots) rc = cap_lm_roots_check(e, txn, items, n, roots, nroots, &miss);
         for (size_t i = 0; i < n && rc == 0; i++) {
             size_t j = order ? order[i] : i;
             rc = put_one(e, txn, &items[j], what[j], res);
         }
+        if (rc == 0 && nroots) rc = cap_lm_roots_put(e, txn, roots, nroots);
         if (rc == 0) {
             rc = mdb_txn_commit(txn); /* frees the transaction either way */
         } else {
@@ -294,6 +298,10 @@ static int put_items(lmdb_backend_t *b, const cap_backend_item_t *items, size_t 
         res->written = res->repaired = 0;
         if (bad) {
             out = damaged(err, bad);
+            break;
+        }
+        if (rc == CAP_LM_MISSING || rc == CAP_LM_BAD) {
+            out = cap_lm_missing_fail(err, rc, &miss, roots);
             break;
         }
         if (rc != MDB_MAP_FULL) {
@@ -311,18 +319,16 @@ static int put_items(lmdb_backend_t *b, const cap_backend_item_t *items, size_t 
 static int cap_lm_write_batch(void *ctx, const cap_backend_item_t *items, size_t n, cap_err_t *err)
 {
     cap_backend_write_result_t res;
-    return put_items(ctx, items, n, &res, err);
+    return cap_lm_put_items(ctx, items, n, NULL, 0, &res, err);
 }
 
 static int cap_lm_write_many(void *ctx, const cap_backend_item_t *items, size_t n, const cap_backend_root_t *roots,
                          size_t nroots, cap_backend_write_result_t *res, cap_err_t *err)
 {
-    (void)roots;
     cap_backend_write_result_t local;
     if (!res) res = &local;
     res->written = res->repaired = 0;
-    if (nroots) return cap_backend_fail(err, CAP_EBACKEND, "roots not supported");
-    return put_items(ctx, items, n, res, err);
+    return cap_lm_put_items(ctx, items, n, roots, nroots, res, err);
 }
 
 static int cap_lm_flush(void *ctx, cap_err_t *err)
@@ -402,6 +408,10 @@ void cap_lm_fill_table(lmdb_backend_t *b, bool readonly, unsigned flags)
     t.read_many = cap_lm_read_many;
     t.exists_many = cap_lm_exists_many;
     t.write_many = readonly ? NULL : cap_lm_write_many;
+    t.root_get = cap_lm_root_get; /* lmdb_roots.c */
+    t.root_set = cap_lm_root_set;
+    t.root_delete = cap_lm_root_delete;
+    t.root_list = cap_lm_root_list;
     b->table = t;
 }
 
@@ -424,9 +434,12 @@ int cap_lmdb_stats(const cap_backend_t *bk, cap_lmdb_stats_t *st, cap_err_t *err
     MDB_txn *txn;
     int rc = cap_lm_begin(e, &fr, MDB_RDONLY, &txn, NULL);
     if (rc) return cap_lm_fail(err, rc);
-    MDB_stat ms;
+    MDB_stat ms, rs;
     MDB_envinfo info;
+    uint64_t free_pages = 0;
     rc = mdb_stat(txn, e->dbi, &ms);
+    if (rc == 0 && e->format >= 2) rc = mdb_stat(txn, e->roots_dbi, &rs);
+    if (rc == 0) rc = cap_lm_free_pages(txn, &free_pages); /* lmdb_format.c */
     mdb_env_info(e->env, &info);
     mdb_txn_abort(txn);
     cap_lm_leave(&fr);
@@ -436,6 +449,9 @@ int cap_lmdb_stats(const cap_backend_t *bk, cap_lmdb_stats_t *st, cap_err_t *err
     st->depth = ms.ms_depth;
     st->map_size = info.me_mapsize;
     st->used_bytes = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
+    st->free_bytes = free_pages * ms.ms_psize;
+    st->roots = e->format >= 2 ? rs.ms_entries : 0;
+    st->format = e->format;
     uint64_t bytes = 0;
     rc = cap_lm_iterate(bk->ctx, sum_bytes, &bytes, err);
     if (rc != CAP_OK) return rc;

@@ -474,36 +474,25 @@ static int env_open(const char *path, const char *lp, const cap_lmdb_options_t *
     if (o->flags & CAP_LMDB_NOSYNC) flags |= MDB_NOSYNC;
     mdb_env_set_assert(e->env, on_assert);
     if ((rc = mdb_env_set_mapsize(e->env, init)) || (rc = mdb_env_set_maxreaders(e->env, MAX_READERS)) ||
-        (rc = mdb_env_open(e->env, path, flags, mode))) {
+        (rc = mdb_env_set_maxdbs(e->env, CAP_LM_MAXDBS)) || (rc = mdb_env_open(e->env, path, flags, mode))) {
         mdb_env_close(e->env);
         e->env = NULL;
         return lock_failure(lp, rc, err);
     }
     int dead = 0;
     mdb_reader_check(e->env, &dead); /* clear slots of readers that died (a crash) */
-    MDB_txn *txn;
-    for (int tries = 0;; tries++) {
-        rc = mdb_txn_begin(e->env, NULL, e->rdonly ? MDB_RDONLY : 0, &txn);
-        if (rc != MDB_MAP_RESIZED || tries >= RESIZE_TRIES) break;
-        mdb_env_set_mapsize(e->env, 0); /* another process grew the map: adopt it */
-    }
-    if (rc == 0) {
-        rc = mdb_dbi_open(txn, NULL, 0, &e->dbi);
-        if (rc == 0) {
-            rc = e->rdonly ? (mdb_txn_abort(txn), 0) : mdb_txn_commit(txn);
-        } else {
-            mdb_txn_abort(txn);
-        }
-    }
     MDB_stat st;
     int fd;
     struct stat sb;
-    if (rc == 0 && (rc = mdb_env_stat(e->env, &st)) == 0) e->psize = st.ms_psize;
+    if ((rc = mdb_env_stat(e->env, &st)) == 0) e->psize = st.ms_psize;
     if (rc == 0 && mdb_env_get_fd(e->env, &fd) == 0 && fstat(fd, &sb) == 0) e->file_size = (uint64_t)sb.st_size;
-    if (rc) {
+    /* The databases of the file's format (lmdb_format.c), a format-1 file
+     * migrated when writable. */
+    int frc = rc ? cap_lm_fail(err, rc) : cap_lm_format_setup(e, err);
+    if (frc != CAP_OK) {
         mdb_env_close(e->env);
         e->env = NULL;
-        return cap_lm_fail(err, rc);
+        return frc;
     }
     return CAP_OK;
 }

@@ -456,8 +456,8 @@ int cap_persist_put(const cap_backend_t *b, const cap_t *c, cap_hash_t *out, cap
 /* Both batch puts: encode the caps into one scratch block, then one
  * write_many (which repairs damaged entries and counts). */
 static int put_caps(const cap_backend_t *b, cap_t *const *caps, const cap_hash_t *hashes, size_t n,
-                    const cap_alloc_t *a, cap_hash_t *hashes_out, cap_backend_write_result_t *res,
-                    cap_err_t *err)
+                    const cap_alloc_t *a, cap_hash_t *hashes_out, const cap_backend_root_t *roots,
+                    size_t nroots, cap_backend_write_result_t *res, cap_err_t *err)
 {
     if (res) {
         res->written = 0;
@@ -465,6 +465,8 @@ static int put_caps(const cap_backend_t *b, cap_t *const *caps, const cap_hash_t
     }
     if (!b || (!caps && n) || !a) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
     if (n == 0) {
+        if (nroots)
+            return cap_backend_write_many(b, (const cap_backend_item_t *)0, 0, roots, nroots, res, err);
         clear_err(err);
         return CAP_OK;
     }
@@ -507,7 +509,7 @@ static int put_caps(const cap_backend_t *b, cap_t *const *caps, const cap_hash_t
             }
         }
     }
-    rc = cap_backend_write_many(b, items, n, (const cap_backend_root_t *)0, 0, res, err);
+    rc = cap_backend_write_many(b, items, n, roots, nroots, res, err);
     if (rc == CAP_OK && hashes_out) {
         for (size_t i = 0; i < n; i++) bc_memcpy(&hashes_out[i], &items[i].hash, sizeof(cap_hash_t));
     }
@@ -519,7 +521,8 @@ out:
 int cap_persist_put_batch(const cap_backend_t *b, cap_t *const *caps, const cap_hash_t *hashes,
                           size_t n, const cap_alloc_t *a, cap_hash_t *hashes_out, cap_err_t *err)
 {
-    return put_caps(b, caps, hashes, n, a, hashes_out, (cap_backend_write_result_t *)0, err);
+    return put_caps(b, caps, hashes, n, a, hashes_out, (const cap_backend_root_t *)0, 0,
+                    (cap_backend_write_result_t *)0, err);
 }
 
 int cap_persist_put_many(const cap_backend_t *b, cap_t *const *caps, const cap_hash_t *hashes,
@@ -533,5 +536,20 @@ int cap_persist_put_many(const cap_backend_t *b, cap_t *const *caps, const cap_h
         }
         return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
     }
-    return put_caps(b, caps, hashes, n, a, (cap_hash_t *)0, res, err);
+    return put_caps(b, caps, hashes, n, a, (cap_hash_t *)0, (const cap_backend_root_t *)0, 0, res,
+                    err);
+}
+
+int cap_persist_put_roots(const cap_backend_t *b, cap_t *const *caps, const cap_hash_t *hashes,
+                          size_t n, const cap_alloc_t *a, const cap_backend_root_t *roots,
+                          size_t nroots, cap_backend_write_result_t *res, cap_err_t *err)
+{
+    if ((!hashes && n) || (!roots && nroots)) {
+        if (res) {
+            res->written = 0;
+            res->repaired = 0;
+        }
+        return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
+    }
+    return put_caps(b, caps, hashes, n, a, (cap_hash_t *)0, roots, nroots, res, err);
 }

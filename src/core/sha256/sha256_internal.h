@@ -34,4 +34,11 @@ __attribute__((visibility("hidden"))) void cap_sha256_nodes_shani(uint8_t *out, 
 __attribute__((visibility("hidden"))) void cap_sha256_nodes_shani_avx(uint8_t *out, const uint8_t *in, size_t n);
 #endif
 
+/* Block compression for the streaming hash (sha256_stream.c): `n`
+ * consecutive 64-byte blocks of a message into the state s (A..H). */
+__attribute__((visibility("hidden"))) void cap_sha256_blocks_portable(uint32_t s[8], const uint8_t *in, size_t n);
+#if CAP_SHA256_HAVE_SHANI
+__attribute__((visibility("hidden"))) void cap_sha256_blocks_shani(uint32_t s[8], const uint8_t *in, size_t n);
+#endif
+
 #endif

@@ -565,3 +565,124 @@ int cap_store_flush(cap_store_t *s, size_t *written, cap_err_t *err)
     store_maybe_trim(s);
     return CAP_OK;
 }
+
+/* Flush with roots ------------------------------------------------------------------------------ */
+
+/* f with the `k` extra caps appended (their references move into f). */
+static int flush_set_append(cap_store_t *s, flush_set_t *f, cap_hash_t *hashes, cap_t **caps, size_t k)
+{
+    size_t n = f->n + k, per = sizeof(cap_t *) + sizeof(cap_hash_t);
+    if (n > SIZE_MAX / per)
+        return CAP_ENOMEM;
+    void *block = s->alloc->allocate(s->alloc->ctx, n * per);
+    if (!block)
+        return CAP_ENOMEM;
+    cap_hash_t *nh = (cap_hash_t *)block;
+    cap_t **nc = (cap_t **)(void *)((unsigned char *)block + n * sizeof(cap_hash_t));
+    if (f->n) {
+        cap_memcpy(nh, f->hashes, f->n * sizeof *nh);
+        cap_memcpy(nc, f->caps, f->n * sizeof *nc);
+    }
+    cap_memcpy(nh + f->n, hashes, k * sizeof *nh);
+    cap_memcpy(nc + f->n, caps, k * sizeof *nc);
+    if (f->block)
+        s->alloc->deallocate(s->alloc->ctx, f->block, f->block_size);
+    f->block = block;
+    f->block_size = n * per;
+    f->hashes = nh;
+    f->caps = nc;
+    f->n = f->cap = n;
+    return CAP_OK;
+}
+
+/* How often a root refused for a missing hash is tried again with the
+ * blobs memory still holds: each try follows a collection that ran in
+ * between, so this bound is not reached in practice. */
+#define ROOT_TRIES 4
+
+int cap_store_flush_roots(cap_store_t *s, const cap_backend_root_t *roots, size_t nroots,
+                          size_t *written, cap_err_t *err)
+{
+    if (nroots == 0)
+        return cap_store_flush(s, written, err);
+    if (written)
+        *written = 0;
+    if (!s || !roots)
+        return store_fail(err, CAP_EINVAL, "NULL argument");
+    for (size_t i = 0; i < nroots; i++)
+        if (!cap_root_name_valid(roots[i].name))
+            return store_fail(err, CAP_EINVAL, "bad root name");
+    store_fail(err, CAP_OK, (const char *)0);
+    const cap_backend_t *wb = store_writable_backend(s);
+    if (!wb)
+        return store_fail(err, CAP_EBACKEND, "no writable backend attached");
+    if (!cap_backend_has_roots(wb))
+        return store_fail(err, CAP_EBACKEND, "roots not supported");
+    flush_set_t f;
+    int rc = collect_dirty(s, &f);
+    if (rc)
+        return store_fail(err, rc, "out of memory");
+    bool split = (wb->flags & CAP_BACKEND_NONATOMIC_BATCH) != 0;
+    size_t n = 0;
+    for (int attempt = 0;; attempt++) {
+        cap_backend_write_result_t res = {0, 0};
+        if (split) {
+            rc = cap_persist_put_many(wb, f.caps, f.hashes, f.n, s->alloc, &res, err);
+            if (rc == CAP_OK)
+                rc = cap_backend_flush(wb, err);
+            n += res.written + res.repaired;
+            if (rc == CAP_OK) {
+                mark_clean(s, &f); /* durable: clean whatever the roots do */
+                res.written = res.repaired = 0;
+                rc = cap_backend_write_many(wb, (const cap_backend_item_t *)0, 0, roots, nroots,
+                                            (cap_backend_write_result_t *)0, err);
+            }
+        } else {
+            rc = cap_persist_put_roots(wb, f.caps, f.hashes, f.n, s->alloc, roots, nroots, &res,
+                                       err);
+            if (rc == CAP_OK)
+                n = res.written + res.repaired;
+        }
+        if (rc != CAP_EBLOBMISSING || attempt + 1 >= ROOT_TRIES)
+            break;
+        /* Blobs of the graphs that memory holds and the backend lost. */
+        cap_err_t keep;
+        if (err)
+            keep = *err;
+        cap_hash_t *hs;
+        cap_t **cs;
+        size_t k, size;
+        int hrc = cap_store_held_missing(s, wb, roots, nroots, &hs, &cs, &k, &size, err);
+        if (hrc != CAP_OK || k == 0) {
+            if (hrc == CAP_OK && err)
+                *err = keep; /* nothing to add: the hash is missing everywhere */
+            rc = hrc == CAP_OK ? CAP_EBLOBMISSING : hrc;
+            break;
+        }
+        if (split) { /* those written already are clean now: only the lost ones */
+            flush_set_free(s, &f);
+            cap_memset(&f, 0, sizeof f);
+        }
+        hrc = flush_set_append(s, &f, hs, cs, k);
+        if (hrc != CAP_OK)
+            for (size_t i = 0; i < k; i++)
+                cap_release(cs[i]);
+        s->alloc->deallocate(s->alloc->ctx, hs, size);
+        if (hrc != CAP_OK) {
+            rc = store_fail(err, hrc, "out of memory");
+            break;
+        }
+    }
+    if (rc == CAP_OK && !split)
+        rc = cap_backend_flush(wb, err);
+    if (rc == CAP_OK && !split)
+        mark_clean(s, &f); /* only now: a failed write leaves every blob dirty */
+    flush_set_free(s, &f);
+    if (rc)
+        return rc;
+    if (written)
+        *written = n;
+    atomic_store_explicit(&s->next_trim_at, 0, memory_order_relaxed);
+    store_maybe_trim(s);
+    return CAP_OK;
+}

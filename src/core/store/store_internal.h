@@ -422,6 +422,15 @@ void store_fetch_many(cap_store_t *s, const cap_hash_t *hashes, const size_t *id
 /* The first writable backend, or NULL. */
 const cap_backend_t *store_writable_backend(const cap_store_t *s);
 
+/* The caps of the graphs of `roots` that memory holds and backend `b`
+ * lacks (held.c), for cap_store_flush_roots: new references in *caps and
+ * their hashes in *hashes (one block from s->alloc of *size bytes, caps
+ * after hashes), *n of them. CAP_OK (possibly none), CAP_ENOMEM, or the
+ * backend's error. */
+int cap_store_held_missing(cap_store_t *s, const cap_backend_t *b, const cap_backend_root_t *roots,
+                           size_t nroots, cap_hash_t **hashes, cap_t ***caps, size_t *n,
+                           size_t *size, cap_err_t *err);
+
 /* parallel.c -------------------------------------------------------------------------------- */
 
 /* How many parts to cut `items` into for store_parallel: a few per worker
