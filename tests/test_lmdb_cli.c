@@ -20,6 +20,7 @@
 #include "../tools/cmd_db.c"
 #include "../tools/cmd_db_check.c"
 #include "../tools/db_guard.c"
+#include "../tools/cmd_db_life.inc"
 
 #include "capstore/capstore.h"
 #include "check.h"
@@ -181,9 +182,9 @@ int main(int argc, char **argv)
     CHECK_EQ_INT(run(NULL, "frobnicate", NULL), 2);
     CHECK_EQ_INT(run(NULL, "get", "--db", db, NULL), 2);  /* no HASH */
     CHECK_EQ_INT(run(NULL, "put", NULL), 2);              /* no FILE */
-    CHECK_EQ_INT(run(NULL, "get", "--db", db, "12ab", NULL), 2); /* a short hash is named */
+    CHECK_EQ_INT(run(NULL, "get", "--db", db, "12a", NULL), 2); /* a prefix under 4 digits is named */
     slurp(err_path, buf, sizeof buf);
-    CHECK(strstr(buf, "'12ab' is not a HASH") != NULL);
+    CHECK(strstr(buf, "'12a' is not a HASH") != NULL);
     CHECK_EQ_INT(run(NULL, "stats", "--bogus", NULL), 2);
     CHECK_EQ_INT(run(NULL, "stats", "--raw", "--db", db, NULL), 2);
     CHECK_EQ_INT(run(NULL, "check", "--json", "--db", db, NULL), 2);
@@ -243,7 +244,7 @@ int main(int argc, char **argv)
     snprintf(expect, sizeof expect, "{\"database\": \"%s\", \"blobs\": 3, \"bytes\": %zu, \"map_size\": ", db,
              n1 + n2 + n3);
     CHECK(strncmp(buf, expect, strlen(expect)) == 0);
-    CHECK(strstr(buf, "\"page_size\": ") != NULL && strstr(buf, "\"depth\": 1}\n") != NULL);
+    CHECK(strstr(buf, "\"page_size\": ") != NULL && strstr(buf, "\"depth\": 1, ") != NULL && strstr(buf, "\"format\": 2}\n") != NULL);
 
     /* get, with --db on either side. */
     CHECK_EQ_INT(run(NULL, "get", "--db", db, h2, NULL), 0);

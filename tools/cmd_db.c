@@ -15,23 +15,28 @@
 #include "cli.h"
 #include "cmd_db.h"
 #include "db_guard.h"
+#include "db_resolve.h"
 
 static const char usage[] =
-    "capstore db [--db PATH] stats [--json] | get [--raw] HASH | put FILE... | check";
+    "capstore db [--db PATH] stats [--json] | get [--raw] HASH | put FILE... | check | ls | roots | root ... |\n"
+    "       gc [ROOT...] | compact | export ROOT... -o FILE | import FILE";
 
 static void help(void)
 {
     printf("usage: capstore db [--db PATH] stats [--json]\n"
            "       capstore db [--db PATH] get [--raw] HASH\n"
            "       capstore db [--db PATH] put FILE...\n"
-           "       capstore db [--db PATH] check\n\n"
+           "       capstore db [--db PATH] check\n"
+           "       capstore db [--db PATH] ls [--kind K] [--json] | roots | root set NAME HASH | root rm NAME\n"
+           "       capstore db [--db PATH] gc [--dry-run] [ROOT...] | compact\n"
+           "       capstore db [--db PATH] export (ROOT... | --all) -o FILE | import [--dry-run] [--force] FILE\n\n"
            "The LMDB blob database: blobs keyed by cap hash, stored in the wire form.\n"
            "The database is the file given by --db PATH (before or after the action),\n"
            "else the CAPSTORE_DB environment variable, else %s. It is a single\n"
            "file, with PATH-lock beside it. Other arguments are always hashes or files.\n\n"
            "  stats  blob count, total bytes of the stored blobs, map size, file usage\n"
            "         (--json: one JSON object)\n"
-           "  get    the wire bytes stored under HASH (64 hex digits) on standard output\n"
+           "  get    the wire bytes stored under HASH on standard output\n"
            "         (never to a terminal); they are decoded and their hash checked first\n"
            "         (--raw: not checked)\n"
            "  put    decode each wire FILE ('-' = standard input), hash it, and store\n"
@@ -40,8 +45,14 @@ static void help(void)
            "         bytes are replaced: \"N repaired\" on standard error\n"
            "  check  an integrity check: both meta pages, the file size, every page of\n"
            "         the B-trees, every key (ascending, 32 bytes, found by a lookup),\n"
-           "         every value decoded and re-hashed; lists each problem\n\n"
-           "stats, get and check never create the database; put does. A damaged\n"
+           "         every value decoded and re-hashed; lists each problem\n"
+           "  ls, roots, root   list the blobs; list, set and remove named roots\n"
+           "  gc, compact       delete what no root reaches; give free pages back\n"
+           "  export, import    carry graphs between databases (docs/archive.md)\n"
+           "  (capstore db ACTION --help for each)\n\n"
+           "A HASH or ROOT argument is 64 hex digits, a unique prefix of at least 4,\n"
+           "or a root name. stats, get, check, ls, roots and export never create the\n"
+           "database; put, root set, gc and import do. A damaged\n"
            "database never crashes a db action: it ends with status 1 and a message.\n\n"
            "Exit status: 0 success, 1 bad input, a missing blob or database, a damaged\n"
            "database or a failed check, 2 usage error.\n",
@@ -77,54 +88,6 @@ int db_open(const char *sub, const char *path, bool create, cap_backend_t **out)
     return CLI_OK;
 }
 
-static bool is_hex64(const char *s)
-{
-    size_t i = 0;
-    for (; s[i]; i++) {
-        char c = s[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) return false;
-    }
-    return i == 64;
-}
-
-static void parse_hex64(const char *s, cap_hash_t *h)
-{
-    for (int i = 0; i < 32; i++) {
-        unsigned v = 0;
-        for (int j = 0; j < 2; j++) {
-            char c = s[2 * i + j];
-            unsigned d = (c >= '0' && c <= '9') ? (unsigned)(c - '0')
-                         : (c >= 'a' && c <= 'f') ? (unsigned)(c - 'a' + 10)
-                                                  : (unsigned)(c - 'A' + 10);
-            v = v * 16 + d;
-        }
-        h->bytes[i] = (uint8_t)v;
-    }
-}
-
-void db_progress_init(db_progress_t *p)
-{
-    p->on = isatty(2);
-    p->last = time(NULL);
-}
-
-void db_progress_tick(db_progress_t *p, const char *what, uint64_t done, uint64_t total)
-{
-    if (!p->on) return;
-    time_t now = time(NULL);
-    if (now == p->last) return;
-    p->last = now;
-    if (total)
-        fprintf(stderr, "\r%s %llu/%llu", what, (unsigned long long)done, (unsigned long long)total);
-    else
-        fprintf(stderr, "\r%s %llu", what, (unsigned long long)done);
-}
-
-void db_progress_end(db_progress_t *p)
-{
-    if (p->on && p->last) fprintf(stderr, "\r\033[K");
-}
-
 /* stats ---------------------------------------------------------------------------------------- */
 
 /* `s` as a JSON string (quotes included). */
@@ -157,9 +120,10 @@ static int db_stats(const char *path, bool json)
         printf("{\"database\": ");
         json_string(path);
         printf(", \"blobs\": %llu, \"bytes\": %llu, \"map_size\": %llu, \"used_bytes\": %llu, "
-               "\"page_size\": %u, \"depth\": %u}\n",
+               "\"page_size\": %u, \"depth\": %u, \"free_bytes\": %llu, \"roots\": %llu, \"format\": %u}\n",
                (unsigned long long)st.blobs, (unsigned long long)st.bytes, (unsigned long long)st.map_size,
-               (unsigned long long)st.used_bytes, (unsigned)st.page_size, (unsigned)st.depth);
+               (unsigned long long)st.used_bytes, (unsigned)st.page_size, (unsigned)st.depth,
+               (unsigned long long)st.free_bytes, (unsigned long long)st.roots, (unsigned)st.format);
         return CLI_OK;
     }
     printf("database:   %s\n", path);
@@ -169,18 +133,27 @@ static int db_stats(const char *path, bool json)
     printf("used_bytes: %llu\n", (unsigned long long)st.used_bytes);
     printf("page_size:  %u\n", (unsigned)st.page_size);
     printf("depth:      %u\n", (unsigned)st.depth);
+    printf("free_bytes: %llu (free pages LMDB reuses before the file grows; db compact gives them back)\n",
+           (unsigned long long)st.free_bytes);
+    printf("roots:      %llu\n", (unsigned long long)st.roots);
+    printf("format:     %u\n", (unsigned)st.format);
     return CLI_OK;
 }
 
 /* get ------------------------------------------------------------------------------------------ */
 
-static int db_get(const char *path, const char *hex, bool raw)
+static int db_get(const char *path, const char *arg, bool raw)
 {
     cap_hash_t h;
-    parse_hex64(hex, &h);
     cap_backend_t *db;
     int rc = db_open("db get", path, false, &db);
     if (rc != CLI_OK) return rc;
+    if ((rc = db_resolve("db get", usage, db, path, arg, &h, NULL)) != CLI_OK) { /* hash, prefix or root */
+        cap_backend_free(db);
+        return rc;
+    }
+    char hex[65];
+    cli_hex(hex, h.bytes, 32);
     const cap_alloc_t *a = cap_alloc_libc();
     uint8_t *bytes = NULL;
     size_t n = 0;
@@ -305,18 +278,21 @@ int cmd_db(int argc, char **argv)
                 help();
                 return CLI_OK;
             }
-        return cli_usage_error("db", usage, "missing action (stats, get, put or check)");
+        return cli_usage_error("db", usage, "missing action (stats, get, put, check, ls, roots, root, gc, compact, "
+                                            "export or import)");
     }
     const char *action = argv[ai];
     char sub[32];
     snprintf(sub, sizeof sub, "db %s", action);
     bool is_stats = strcmp(action, "stats") == 0, is_get = strcmp(action, "get") == 0;
     bool is_put = strcmp(action, "put") == 0, is_check = strcmp(action, "check") == 0;
-    if (!is_stats && !is_get && !is_put && !is_check)
+    bool is_life = db_life_action(action); /* ls, roots, root, gc, compact, export, import */
+    if (!is_stats && !is_get && !is_put && !is_check && !is_life)
         return cli_usage_error("db", usage, "unknown action '%s'", action);
     /* Drop the action; the options may stand before or after it. */
     for (int i = ai; i + 1 < argc; i++) argv[i] = argv[i + 1];
     argc--;
+    if (is_life) return db_life_run(action, argc, argv);
 
     cli_opt_t opts[] = {{"--db", true, false, NULL},
                         {"--raw", false, false, NULL},
@@ -344,7 +320,8 @@ int cmd_db(int argc, char **argv)
     }
     if (is_get) {
         if (npos == 0) return cli_usage_error(sub, usage, "missing HASH (64 hex digits)");
-        if (!is_hex64(pos[0])) return cli_usage_error(sub, usage, "'%s' is not a HASH (64 hex digits)", pos[0]);
+        if (!db_nameable(pos[0]))
+            return cli_usage_error(sub, usage, "'%s' is not a HASH (64 hex digits, a prefix or a root name)", pos[0]);
         if (npos > 1) return cli_usage_error(sub, usage, "too many arguments (the database is named by --db PATH)");
         if (isatty(STDOUT_FILENO))
             return cli_usage_error(sub, usage,

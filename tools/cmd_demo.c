@@ -416,10 +416,17 @@ static int step_flush(demo_t *d)
 {
     size_t written = 0;
     uint64_t after = 0;
-    TRY("cap_store_flush", cap_store_flush(d->s, &written, &d->err));
+    /* The root is recorded as "demo" in the same transaction (LMDB has
+     * named roots; the in-memory backend has not). */
+    cap_backend_root_t root = {"demo", d->h_root};
+    size_t nroots = cap_backend_has_roots(d->db) ? 1 : 0;
+    TRY("cap_store_flush_roots", cap_store_flush_roots(d->s, &root, nroots, &written, &d->err));
     TRY("backend statistics", backend_blobs(d, &after));
     printf(" 7. flush    %zu blobs written to %s in one transaction; it holds %llu blobs (%llu new)\n", written,
            d->where, (unsigned long long)after, (unsigned long long)(after - d->file_blobs_before));
+    char hex[65];
+    cli_hex(hex, d->h_root.bytes, 32);
+    printf("             root %s%s\n", hex, nroots ? ", recorded as the root demo (capstore db roots)" : "");
     return CLI_OK;
 }
 

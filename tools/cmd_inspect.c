@@ -2,11 +2,13 @@
 /* capstore inspect [--all] FILE...: a human summary of wire files. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "db_caps.h"
 
-static const char usage[] = "capstore inspect [--all] FILE...";
+static const char usage[] = "capstore inspect [--all] FILE... | --db PATH HASH...";
 
 #define LIST_LIMIT 16 /* entries listed per list unless --all */
 
@@ -18,7 +20,10 @@ static void help(void)
            "pages (loaded / empty / missing), Instance fields and overlays, Image list\n"
            "lengths. Lists show their first %d entries unless --all is given.\n\n"
            "options:\n"
-           "  --all     list every entry\n\n"
+           "  --all      list every entry\n"
+           "  --db PATH  the arguments are caps of the database PATH, each a hash, a\n"
+           "             unique prefix of at least 4 hex digits or a root name (read,\n"
+           "             decoded and verified)\n\n"
            "Exit status: 0 success, 1 unreadable or malformed input (the message names the\n"
            "rule broken and its byte offset), 2 usage error.\n",
            usage, LIST_LIMIT);
@@ -158,6 +163,8 @@ static void inspect_image(const cap_t *c, bool all)
         printf("yield_marker_slot: none\n");
 }
 
+static void inspect_cap(const char *key, const char *name, cap_t *c, const char *hex, size_t wire_len, bool all);
+
 static int inspect_one(const char *path, bool all)
 {
     cap_t *c;
@@ -171,7 +178,16 @@ static int inspect_one(const char *path, bool all)
         cap_release(c);
         return CLI_EBADINPUT;
     }
-    printf("file:              %s\n", cli_display_name(path));
+    inspect_cap("file", cli_display_name(path), c, hex, wire_len, all);
+    return CLI_OK;
+}
+
+/* The summary of `c` (released here), under "<key>: <name>". */
+static void inspect_cap(const char *key, const char *name, cap_t *c, const char *hex, size_t wire_len, bool all)
+{
+    char line[32];
+    snprintf(line, sizeof line, "%s:", key);
+    printf("%-19s%s\n", line, name);
     printf("kind:              %s\n", cli_kind_name(cap_kind(c)));
     printf("hash:              %s\n", hex);
     printf("wire size:         %zu bytes\n", wire_len);
@@ -180,25 +196,49 @@ static int inspect_one(const char *path, bool all)
     case CAP_KIND_DATA: inspect_data(c, all); break;
     case CAP_KIND_INSTANCE: inspect_instance(c, all); break;
     case CAP_KIND_IMAGE: inspect_image(c, all); break;
-    case CAP_KIND_TYPE:
-        hex32(hex, cap_type_image_hash_chain(c));
-        printf("image_hash_chain:  %s\n", hex);
+    case CAP_KIND_TYPE: {
+        char chain[65];
+        hex32(chain, cap_type_image_hash_chain(c));
+        printf("image_hash_chain:  %s\n", chain);
         break;
     }
+    }
     cap_release(c);
-    return CLI_OK;
+}
+
+/* --db PATH: the caps the arguments name in the database. */
+static int inspect_db(const char *path, char **args, int n, bool all)
+{
+    cap_t **caps = calloc((size_t)n, sizeof *caps);
+    cap_hash_t *hashes = calloc((size_t)n, sizeof *hashes);
+    size_t *lens = calloc((size_t)n, sizeof *lens);
+    int rc = caps && hashes && lens ? db_caps_load("inspect", usage, path, args, n, caps, hashes, lens) : CLI_EBADINPUT;
+    for (int i = 0; rc == CLI_OK && i < n; i++) {
+        char hex[65];
+        cli_hex(hex, hashes[i].bytes, 32);
+        if (i) printf("\n");
+        inspect_cap("blob", args[i], caps[i], hex, lens[i], all);
+    }
+    free(caps);
+    free(hashes);
+    free(lens);
+    return rc;
 }
 
 int cmd_inspect(int argc, char **argv)
 {
     int npos;
     bool want_help;
-    cli_opt_t opts[] = {{"--all", false, false, NULL}, {NULL, false, false, NULL}};
+    cli_opt_t opts[] = {{"--all", false, false, NULL}, {"--db", true, false, NULL}, {NULL, false, false, NULL}};
     int rc = cli_parse_args("inspect", usage, argc, argv, opts, &want_help, &npos);
     if (rc != CLI_OK) return rc;
     if (want_help) {
         help();
         return CLI_OK;
+    }
+    if (opts[1].seen) { /* caps of a database */
+        if (npos < 1) return cli_usage_error("inspect", usage, "missing HASH");
+        return inspect_db(opts[1].value, argv + 1, npos, opts[0].seen);
     }
     if (npos < 1) return cli_usage_error("inspect", usage, "missing FILE");
     int stdin_uses = 0;

@@ -213,6 +213,36 @@ int cap_lmdb_collect(const cap_backend_t *b, const cap_hash_t *roots, size_t nro
                      const cap_lmdb_collect_options_t *opt, cap_lmdb_collect_result_t *res,
                      cap_err_t *err);
 
+/* Compaction and lookups by prefix (host only) ------------------------------------------- */
+
+typedef struct cap_lmdb_compact_result {
+    uint64_t bytes_before; /**< the file's size before */
+    uint64_t bytes_after;  /**< and after */
+} cap_lmdb_compact_result_t;
+
+/** Rewrite the database file at `path` without its free pages (LMDB's
+ * compacting copy, mdb_env_copyfd2 with MDB_CP_COMPACT, into a new file
+ * beside it, checked, synced, given the file's owner, group and mode, and
+ * renamed over it), only when no process has the database open: the
+ * lock file's first byte is locked exclusively for the whole operation, so
+ * a process that opens the database meanwhile waits, then sees the new
+ * file. Refused (nothing changed) with CAP_EBACKEND when another process
+ * has it open ("the database is open in another process"), when this
+ * process has it open, when the owner cannot be kept (only root or the
+ * owner may compact), and on any failure of the copy (full disk, ...).
+ * No other thread of this process may open the file meanwhile. `res` (may
+ * be NULL) gets the sizes. */
+int cap_lmdb_compact(const char *path, cap_lmdb_compact_result_t *res, cap_err_t *err);
+
+/** The blobs of the LMDB backend `b` whose hash begins with the `ndigits`
+ * hex digits of `prefix` (0-9, a-f, A-F; 1..64 of them): the first `max`
+ * in ascending order into `out` (may be NULL when max is 0), and the number
+ * of them in all in *found. One read transaction (a range of keys, not a
+ * scan). CAP_EINVAL for a prefix that is not hex digits or a backend not
+ * made by cap_lmdb_open. */
+int cap_lmdb_find_prefix(const cap_backend_t *b, const char *prefix, size_t ndigits, cap_hash_t *out,
+                         size_t max, size_t *found, cap_err_t *err);
+
 /** LMDB reads its file through a memory map and keeps no page checksums;
  * on some damage its own assertions fail, and then it aborts the process.
  * `fn` (NULL: none) is called first with LMDB's message, from the thread

@@ -597,6 +597,16 @@ int cap_lmdb_open(const char *path, const cap_lmdb_options_t *opt, cap_backend_t
 
 bool cap_backend_is_lmdb(const cap_backend_t *b) { return b && b->free == cap_lm_free; }
 
+bool cap_lm_open_here(dev_t dev, ino_t ino)
+{
+    pthread_mutex_lock(&registry_mu);
+    prune_foreign(getpid());
+    bool found = false;
+    for (lmdb_env_t *e = registry; e && !found; e = e->next) found = e->dev == dev && e->ino == ino;
+    pthread_mutex_unlock(&registry_mu);
+    return found;
+}
+
 lmdb_env_t *cap_lm_env_of(const cap_backend_t *b)
 {
     return cap_backend_is_lmdb(b) ? ((lmdb_backend_t *)b->ctx)->e : NULL;

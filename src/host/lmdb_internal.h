@@ -89,6 +89,9 @@ void cap_lm_free(void *ctx);
 /* The environment of an LMDB backend (NULL for another backend). */
 lmdb_env_t *cap_lm_env_of(const cap_backend_t *b);
 
+/* Whether this process has the file (device, inode) open (lmdb_env.c). */
+bool cap_lm_open_here(dev_t dev, ino_t ino);
+
 /* File format 2 (lmdb_format.c): in the environment's first transaction,
  * open (or create) the "blobs", "roots" and "meta" databases, migrating a
  * format-1 file when the open is writable. Sets e->dbi, e->roots_dbi,
