@@ -48,6 +48,10 @@ typedef struct reader {
     size_t depth, stack_cap;
     json_t *root;
     bool any; /* an event was seen: the input is not empty */
+    /* The document's value ended in the chunk being parsed, after its first
+     * end_at bytes (see feed). */
+    bool ended_here;
+    size_t end_at;
     capjson_pages_t pages;
     /* A callback's failure (the parse stops there): code and message. */
     int rc;
@@ -119,6 +123,8 @@ static int add(reader_t *r, json_t *v)
     if (!v) return stop(r, CAP_ENOMEM, "out of memory");
     if (r->depth == 0) {
         r->root = v;
+        r->ended_here = true;
+        r->end_at = yajl_get_bytes_consumed(r->h);
         return 1;
     }
     frame_t *f = &r->stack[r->depth - 1];
@@ -320,8 +326,17 @@ static int feed(reader_t *r, const unsigned char *s, size_t n, char *msg, size_t
     const unsigned char *ff = memchr(s, '\f', n), *vt = memchr(s, '\v', n);
     const unsigned char *bad = ff && (!vt || ff < vt) ? ff : vt;
     size_t good = bad ? (size_t)(bad - s) : n;
+    r->ended_here = false;
     yajl_status st = yajl_parse(r->h, s, good);
     if (st != yajl_status_ok) return parse_error(r, st, s, yajl_get_bytes_consumed(r->h), msg, msg_len);
+    /* After the value only whitespace may follow. yajl checks that, except
+     * for a token still open when the input ends (`{} "abc`): it waits for
+     * more, and its end of input does not close a string. */
+    if (r->root) {
+        for (size_t i = r->ended_here ? r->end_at : 0; i < good; i++)
+            if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
+                return syntax_error(r, s, i + 1, CAP_EINVAL, "parse error: trailing garbage", msg, msg_len);
+    }
     if (bad)
         return syntax_error(r, s, good + 1, CAP_EINVAL,
                             *bad == '\f' ? "invalid character: form feed (JSON whitespace is space, tab, "
