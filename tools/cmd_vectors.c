@@ -240,6 +240,7 @@ static int check_file(tally_t *t, const char *path)
     ssize_t len;
     unsigned long lineno = 0;
     char where_line[4096];
+    unsigned long before = t->passed + t->failed;
     while ((len = getline(&line, &cap, f)) >= 0) {
         lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
@@ -248,6 +249,12 @@ static int check_file(tally_t *t, const char *path)
     }
     int bad = ferror(f) ? -1 : 0;
     if (bad) fprintf(stderr, "capstore vectors: error reading %s: %s\n", path, strerror(errno));
+    /* A file with no vector checks nothing: say so, and count it as failed
+     * (an empty or wrong file must not pass a CI step). */
+    if (!bad && t->passed + t->failed == before) {
+        fprintf(stderr, "capstore vectors: %s: no vectors in it\n", where);
+        t->failed++;
+    }
     free(line);
     if (!is_stdin) fclose(f);
     return bad;

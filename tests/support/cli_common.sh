@@ -3,6 +3,7 @@
 # Sets CAPSTORE, VECTORS, WORK, enters a fresh WORK and defines the helpers.
 CAPSTORE=$1 VECTORS=$2/vectors/caps.txt WORK=$3
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
+unset CAPSTORE_DB # the tests expect the default database unless they name one
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 # run RC CMD...: run CMD (stdout in ./out, stderr in ./err), expect exit status RC.
