@@ -7,7 +7,7 @@
 #
 #   bash docs_check.sh <source-dir> <capstore> <work-dir>
 set -uo pipefail
-SRC=$1 CAPSTORE=$(realpath "$2") WORK=$3
+SRC=$(realpath "$1") CAPSTORE=$(realpath "$2") WORK=$3
 rm -rf "$WORK" && mkdir -p "$WORK"
 status=0
 fail() { echo "FAIL: $*"; status=1; }
@@ -23,7 +23,7 @@ while IFS= read -r f; do
 done < <(find "$SRC/include" "$SRC/src" "$SRC/tools" "$SRC/bench" "$SRC/tests" "$SRC/fuzz" \
               "$SRC/cmake" "$SRC/examples" "$SRC/docs" "$SRC/.ci" "$SRC/CMakeLists.txt" \
               -type f \( -name '*.c' -o -name '*.h' -o -name '*.cpp' -o -name '*.sh' -o -name '*.cmake' \
-                         -o -name '*.in' -o -name 'CMakeLists.txt' -o -name run \) | sort)
+                         -o -name '*.in' -o -name 'CMakeLists.txt' -o -name run -o -name '*.bash' -o -name '*.1' \) | sort)
 
 # The changelog: this version has its section; the compatibility rules are
 # there and name the SONAME the build gives.

@@ -33,8 +33,8 @@ static void vectors_usage(FILE *f)
             "list_uint8_, list_uint32_, vector_uint64_13_, list_bytes32_65536_,\n"
             "list_bytes32_2p32_, bytevector_<n>_, mix_in_length_ or mix_in_selector_ (the\n"
             "input's hash_tree_root must be the root). Lines starting with '#' and blank\n"
-            "lines are ignored.\n"
-            "Prints one line per failure, then 'N passed, N failed'.\n"
+            "lines are ignored. A file with no vectors is reported and counts as one\n"
+            "failure. Prints one line per failure, then 'N passed, N failed'.\n"
             "Exit status: 0 all passed, 1 a check failed or a file could not be read, 2 usage.\n");
 }
 
