@@ -88,6 +88,20 @@ grep_out "Exit status"
 # --- usage errors (exit 2)
 run 2 "$CAPSTORE" demo extra
 grep_err "unexpected argument 'extra'"
+# The database by the one rule: --db (anywhere among the options), else
+# CAPSTORE_DB, else ./capstore.lmdb; --memory uses none.
+mkdir -p envdb && cd envdb
+run 0 env CAPSTORE_DB=env.lmdb "$CAPSTORE" demo --memory --dot d.dot
+[ -e env.lmdb ] && fail "--memory opened CAPSTORE_DB"
+run 0 env CAPSTORE_DB=env.lmdb "$CAPSTORE" demo --dot d.dot
+[ -s env.lmdb ] || fail "demo did not use CAPSTORE_DB"
+grep_out "LMDB file env.lmdb (new file)"
+[ -e capstore.lmdb ] && fail "demo used ./capstore.lmdb although CAPSTORE_DB was set"
+run 0 env CAPSTORE_DB=env.lmdb "$CAPSTORE" demo --dot d.dot --db opt.lmdb
+grep_out "LMDB file opt.lmdb (new file)"
+run 0 env CAPSTORE_DB= "$CAPSTORE" demo --dot d.dot
+grep_out "LMDB file ./capstore.lmdb (new file)"
+cd ..
 run 2 "$CAPSTORE" demo --db x.lmdb --memory
 grep_err "exclude each other"
 run 2 "$CAPSTORE" demo --dot

@@ -67,6 +67,9 @@ for doc in "$docdir"/*.md; do
     done
 done
 for f in LICENSE-MIT LICENSE-APACHE; do [ -f "$docdir/$f" ] || fail "no $f in $docdir"; done
+cmp -s "$SRC/docs/capstore.1" "$PREFIX/share/man/man1/capstore.1" || fail "no man page in share/man/man1"
+cmp -s "$SRC/tools/capstore-completion.bash" "$PREFIX/share/bash-completion/completions/capstore" ||
+    fail "no bash completion in share/bash-completion/completions"
 
 # The shared library exports exactly the functions the headers declare.
 if command -v nm >/dev/null; then

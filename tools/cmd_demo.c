@@ -20,7 +20,6 @@
 
 extern char **environ;
 
-#define DEMO_DB_DEFAULT "./capstore.lmdb"
 #define DEMO_DOT_DEFAULT "./capstore-demo.dot"
 
 static const char usage[] = "capstore demo [--db PATH | --memory] [--dot FILE] [--png FILE]";
@@ -39,16 +38,17 @@ static void help(void)
            "  7. flush    write the blobs to the backend in one transaction\n"
            "  8. reopen   a fresh store on the same backend fetches the root by hash\n"
            "  9. dot      write the final cap graph as DOT (and PNG)\n\n"
-           "The store persists to the LMDB file %s in the current folder (created\n"
-           "when missing; a second run finds the blobs already there).\n\n"
-           "  --db PATH   use the LMDB file PATH instead\n"
+           "The store persists to an LMDB database file: --db PATH, else the file the\n"
+           "CAPSTORE_DB environment variable names, else %s in the current folder\n"
+           "(created when missing; a second run finds the blobs already there).\n\n"
+           "  --db PATH   use the LMDB file PATH\n"
            "  --memory    no file: an in-memory backend stands in for the database\n"
            "  --dot FILE  where the graph goes (default %s)\n"
            "  --png FILE  render it with Graphviz's dot to FILE (default: the DOT file's\n"
            "              name with .png, when the dot program is installed)\n\n"
            "Exit status: 0 success, 1 a failed step (the message says which and why, e.g.\n"
            "a database that cannot be opened, or --png without Graphviz), 2 usage error.\n",
-           usage, DEMO_DB_DEFAULT, DEMO_DOT_DEFAULT);
+           usage, CLI_DB_DEFAULT, DEMO_DOT_DEFAULT);
 }
 
 /* The handles the session holds, by role. */
@@ -643,7 +643,7 @@ int cmd_demo(int argc, char **argv)
     demo_t *d = &dd;
     memset(d, 0, sizeof *d);
     d->a = cap_alloc_libc();
-    d->db_path = opts[3].seen ? NULL : opts[0].seen ? opts[0].value : DEMO_DB_DEFAULT;
+    d->db_path = opts[3].seen ? NULL : cli_db_path(opts[0].seen ? opts[0].value : NULL);
     d->where = d->db_path ? d->db_path : "the in-memory backend";
     const char *dot_file = opts[1].seen ? opts[1].value : DEMO_DOT_DEFAULT;
     char *png = opts[2].seen ? NULL : png_name(dot_file);

@@ -3,6 +3,7 @@
 # Sets CAPSTORE, VECTORS, WORK, enters a fresh WORK and defines the helpers.
 CAPSTORE=$1 VECTORS=$2/vectors/caps.txt WORK=$3
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
+unset CAPSTORE_DB # the tests expect the default database unless they name one
 # CAPSTORE_EXEC (optional): a command put before every capstore the tests
 # run, e.g. an emulator for a cross-built capstore. CAPSTORE becomes a small
 # script doing that, so every way a test runs it (env, pipes, subshells)
