@@ -82,12 +82,15 @@ int bench_node_hash(const bench_opts_t *o);
 int bench_cnode_hash(const bench_opts_t *o);
 int bench_data_hash(const bench_opts_t *o);
 int bench_publish(const bench_opts_t *o);
+int bench_publish_batch(const bench_opts_t *o);
 int bench_lookup_hit(const bench_opts_t *o);
 int bench_lookup_miss(const bench_opts_t *o);
+int bench_lookup_batch(const bench_opts_t *o);
 int bench_promote_cow(const bench_opts_t *o);
 int bench_sweep_chain(const bench_opts_t *o);
 int bench_sweep_few(const bench_opts_t *o);
 int bench_settle_tree(const bench_opts_t *o);
+int bench_settle_tree_mt(const bench_opts_t *o);
 int bench_lookup_mt(const bench_opts_t *o);
 
 /* Entry point for "capstore bench". */

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Store workloads of spec/capstore.md section 6: publish, lookup_hit,
- * lookup_miss, promote_cow, sweep_chain, sweep_few, settle_tree, lookup_mt.
+ * lookup_miss, promote_cow, sweep_chain, sweep_few, settle_tree, lookup_mt;
+ * and the batch ones of issue 15: publish_batch and lookup_batch (the
+ * publish caps and lookup_hit's order in groups of 16), settle_tree_mt
+ * (settle_tree's graph on two threads: the caller and one worker).
  *
  * Every workload resets the generator with its own name, builds its inputs
  * untimed, and times only the operation named in the spec. The lookup and
@@ -19,6 +22,9 @@
 #include "bench.h"
 #include "capstore/capstore.h"
 #include "capstore/host.h"
+
+/* Caps or lookups per call of the batch workloads. */
+#define BENCH_BATCH 16
 
 static int fail(const char *workload, const char *what, int rc)
 {
@@ -153,6 +159,47 @@ int bench_publish(const bench_opts_t *o)
     return status;
 }
 
+/* ---- publish_batch ------------------------------------------------------------------------ */
+
+/* The publish caps, put 16 at a time with cap_store_put_caps; per cap. */
+int bench_publish_batch(const bench_opts_t *o)
+{
+    uint64_t n = o->n;
+    cap_t **caps = NULL;
+    if (build_publish_caps("publish_batch", n, &caps)) return 1;
+    cap_store_t *s = NULL;
+    int rc = cap_store_new_host(&s);
+    if (rc != CAP_OK) {
+        release_caps(caps, (size_t)n);
+        return fail("publish_batch", "cap_store_new_host", rc);
+    }
+    cap_hash_t *hs = xcalloc((size_t)n, sizeof *hs);
+    if (!hs) {
+        release_caps(caps, (size_t)n);
+        cap_store_free(s);
+        return 1;
+    }
+    int bad = CAP_OK;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i += BENCH_BATCH) {
+        size_t k = n - i < BENCH_BATCH ? (size_t)(n - i) : BENCH_BATCH;
+        rc = cap_store_put_caps(s, &caps[i], k, &hs[i], NULL);
+        if (rc != CAP_OK) bad = rc;
+    }
+    uint64_t t1 = bench_now_ns();
+    int status = 0;
+    if (bad != CAP_OK)
+        status = fail("publish_batch", "cap_store_put_caps", bad);
+    else if (cap_store_blob_count(s) != n)
+        status = fail("publish_batch", "blob_count check", CAP_EINVAL);
+    else
+        bench_report(o, "publish_batch", n, (double)(t1 - t0), "capstore");
+    release_caps(caps, (size_t)n);
+    free(hs);
+    cap_store_free(s);
+    return status;
+}
+
 /* ---- lookup_hit / lookup_miss -------------------------------------------------------- */
 
 /* get_blob of each key, taking and dropping the reference; how many hit.
@@ -228,6 +275,51 @@ int bench_lookup_miss(const bench_opts_t *o)
     else
         bench_report(o, "lookup_miss", n, (double)(t1 - t0), "capstore");
     free(keys);
+    cap_store_free(s);
+    return status;
+}
+
+/* ---- lookup_batch -------------------------------------------------------------------------- */
+
+/* lookup_hit's store and shuffled order, looked up 16 at a time with
+ * cap_store_get_blobs; per lookup. */
+
+int bench_lookup_batch(const bench_opts_t *o)
+{
+    uint64_t n = o->n;
+    cap_store_t *s = NULL;
+    cap_hash_t *hs = NULL;
+    if (publish_store("lookup_batch", n, &s, &hs)) return 1;
+    bench_rng_t rng;
+    bench_rng_reset(&rng, "lookup_hit"); /* lookup_hit's order */
+    uint32_t *order = identity(n);
+    cap_hash_t *keys = xcalloc((size_t)n, sizeof *keys);
+    if (!order || !keys) {
+        free(order);
+        free(keys);
+        free(hs);
+        cap_store_free(s);
+        return 1;
+    }
+    bench_shuffle_u32(&rng, order, (size_t)n);
+    for (uint64_t i = 0; i < n; i++) keys[i] = hs[order[i]];
+    uint64_t found = 0;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i += BENCH_BATCH) {
+        size_t k = n - i < BENCH_BATCH ? (size_t)(n - i) : BENCH_BATCH;
+        cap_t *out[BENCH_BATCH];
+        if (cap_store_get_blobs(s, &keys[i], k, out, NULL, NULL) == CAP_OK) found += k;
+        for (size_t j = 0; j < k; j++) cap_release(out[j]);
+    }
+    uint64_t t1 = bench_now_ns();
+    int status = 0;
+    if (found != n)
+        status = fail("lookup_batch", "every lookup hits", CAP_EBLOBMISSING);
+    else
+        bench_report(o, "lookup_batch", n, (double)(t1 - t0), "capstore");
+    free(order);
+    free(keys);
+    free(hs);
     cap_store_free(s);
     return status;
 }
@@ -425,7 +517,10 @@ out:
 
 /* ---- settle_tree -------------------------------------------------------------------------- */
 
-int bench_settle_tree(const bench_opts_t *o)
+/* The settle_tree graph, settled on a store with `workers` (NULL: none);
+ * reported as `name`. The generator is reset with "settle_tree" for both
+ * workloads, so that settle_tree_mt settles the same graph. */
+static int settle_tree_on(const bench_opts_t *o, const char *name, const cap_workers_t *workers)
 {
     uint64_t n = o->n;
     const cap_alloc_t *a = cap_alloc_libc();
@@ -437,8 +532,10 @@ int bench_settle_tree(const bench_opts_t *o)
     uint64_t total = ((1ull << (2 * levels)) - 1) / 3;
     uint64_t width = 1ull << (2 * (levels - 1));
     cap_store_t *s = NULL;
-    int rc = cap_store_new_host(&s);
-    if (rc != CAP_OK) return fail("settle_tree", "cap_store_new_host", rc);
+    cap_store_options_t so = cap_store_options_host();
+    so.workers = workers;
+    int rc = cap_store_new(&s, &so);
+    if (rc != CAP_OK) return fail(name, "cap_store_new", rc);
     cap_ref_t **layer = xcalloc((size_t)width, sizeof *layer);
     if (!layer) {
         cap_store_free(s);
@@ -456,7 +553,7 @@ int bench_settle_tree(const bench_opts_t *o)
         cap_release(cn);
         if (rc != CAP_OK) {
             for (uint64_t k = 0; k < i; k++) cap_ref_release(layer[k]);
-            status = fail("settle_tree", "building the leaves", rc);
+            status = fail(name, "building the leaves", rc);
             goto out;
         }
     }
@@ -477,7 +574,7 @@ int bench_settle_tree(const bench_opts_t *o)
             if (rc != CAP_OK) {
                 for (uint64_t k = 0; k < i; k++) cap_ref_release(layer[k]);
                 for (uint64_t k = 4 * (i + 1); k < width; k++) cap_ref_release(layer[k]);
-                status = fail("settle_tree", "building the inner nodes", rc);
+                status = fail(name, "building the inner nodes", rc);
                 goto out;
             }
         }
@@ -486,7 +583,7 @@ int bench_settle_tree(const bench_opts_t *o)
     cap_ref_t *root = layer[0];
     if (cap_store_instance_count(s) != total) {
         cap_ref_release(root);
-        status = fail("settle_tree", "instance_count check", CAP_EINVAL);
+        status = fail(name, "instance_count check", CAP_EINVAL);
         goto out;
     }
     cap_target_t t = cap_target_of_ref(root);
@@ -497,14 +594,32 @@ int bench_settle_tree(const bench_opts_t *o)
     uint64_t t1 = bench_now_ns();
     cap_ref_release(root);
     if (rc != CAP_OK)
-        status = fail("settle_tree", "cap_store_settle", rc);
+        status = fail(name, "cap_store_settle", rc);
     else if (cap_store_instance_count(s) != 0 || cap_store_blob_count(s) != total)
-        status = fail("settle_tree", "counts after settle", CAP_EINVAL);
+        status = fail(name, "counts after settle", CAP_EINVAL);
     else
-        bench_report(o, "settle_tree", total, (double)(t1 - t0), "capstore");
+        bench_report(o, name, total, (double)(t1 - t0), "capstore");
 out:
     free(layer);
     cap_store_free(s);
+    return status;
+}
+
+int bench_settle_tree(const bench_opts_t *o)
+{
+    return settle_tree_on(o, "settle_tree", NULL);
+}
+
+/* Two threads in all: the caller and one worker. */
+int bench_settle_tree_mt(const bench_opts_t *o)
+{
+    cap_workers_t *w = cap_host_workers_new(2);
+    if (!w) {
+        fprintf(stderr, "settle_tree_mt: cap_host_workers_new failed\n");
+        return 1;
+    }
+    int status = settle_tree_on(o, "settle_tree_mt", w);
+    cap_host_workers_free(w);
     return status;
 }
 

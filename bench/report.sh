@@ -16,6 +16,7 @@ usage() {
     cat <<EOF
 usage: bench/report.sh [--n N] [--reps R] [--quick] [--capstore PATH] [--out DIR]
                        [--peers DIR] [--scratch DIR] [--no-scaling] [--no-readme]
+                       [--large N2 | --no-large] [--no-rss]
 
 Runs, back to back: capstore bench (all workloads), the Rust seed peer and the
 JS peers, with the same N; then writes DIR/results.md (ratios, targets, machine)
@@ -35,6 +36,13 @@ and DIR/ratios.png (gnuplot), and refreshes README.md's Benchmarks table.
   --scratch DIR   where the peers are copied and built (default
                   \${TMPDIR:-/tmp}/capstore-bench-\$(id -u)); reused by later runs
   --no-scaling    skip the extra sweep_few runs at N=10^4 and N=10^6
+  --large N2      every round also runs the lookup, publish and promote
+                  workloads of capstore and the Rust seed at N2 (default
+                  1000000; lookup_batch is checked there against the seed's
+                  lookup_hit)
+  --no-large      skip those runs
+  --no-rss        skip the memory-per-blob run (peak RSS of
+                  capstore bench --only publish --n 1000000, by /usr/bin/time)
   --no-readme     do not refresh the table between the bench markers of README.md
 
 Needs: cargo (Rust >= 1.88; ~/.cargo/bin is searched) with Debian's
@@ -60,6 +68,9 @@ OUT=""
 PEERS="$ROOT/../shared/peers"
 SCRATCH="${TMPDIR:-/tmp}/capstore-bench-$(id -u)"
 SCALING=1
+LARGE=1000000
+LARGE_SET=0
+RSS=1
 README_UPDATE=1
 WARNINGS=()
 
@@ -80,6 +91,12 @@ while [ $# -gt 0 ]; do
     --peers) [ $# -ge 2 ] || die_usage "--peers needs a value"; PEERS=$2; shift 2 ;;
     --scratch) [ $# -ge 2 ] || die_usage "--scratch needs a value"; SCRATCH=$2; shift 2 ;;
     --no-scaling) SCALING=0; shift ;;
+    --large)
+        [ $# -ge 2 ] || die_usage "--large needs a value"
+        [[ "$2" =~ ^[1-9][0-9]*$ ]] || die_usage "--large wants a positive integer, got '$2'"
+        LARGE=$2; LARGE_SET=1; shift 2 ;;
+    --no-large) LARGE=0; shift ;;
+    --no-rss) RSS=0; shift ;;
     --no-readme) README_UPDATE=0; shift ;;
     *) die_usage "unknown argument '$1'" ;;
     esac
@@ -98,6 +115,8 @@ if [ "$QUICK" = 1 ]; then
     JS_ARGS=(--publish-n 2000 --pages 16 --min-ms 20)
     SCALE_SMALL=1000
     SCALE_LARGE=10000
+    [ "$LARGE_SET" = 1 ] || [ "$LARGE" = 0 ] || LARGE=10000
+    RSS=0
     README_UPDATE=0
     [ -n "$OUT" ] || OUT="$SCRATCH/quick"
 fi
@@ -114,6 +133,8 @@ rm -rf "$RAW" && mkdir -p "$RAW"
 : >"$RAW/rust.txt"
 : >"$RAW/js.txt"
 : >"$RAW/scaling.txt"
+: >"$RAW/ratios.txt"
+: >"$RAW/rss.txt"
 
 is_root() { [ "$(id -u)" = 0 ]; }
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
@@ -207,6 +228,12 @@ fi
 
 # --- run everything back to back -------------------------------------------------------------
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
+# The workloads rerun at N2 (--large): issue 15 wants no single operation
+# behind the seed at 10^5 and 10^6, and lookup_batch checked at 10^6.
+LARGE_ONLY=lookup_hit,lookup_batch,lookup_miss,publish,publish_batch,promote_cow,lookup_mt
+LARGE_RUST=lookup_hit,lookup_miss,publish,promote_cow,lookup_mt
+: >"$RAW/capstore_large.passes"
+: >"$RAW/rust_large.passes"
 # The three take turns, one whole pass each per round (the JS suite first:
 # it opens with hashtree's node_hash, the foundation's yardstick, right
 # before capstore's node_hash), so that all see the same phases of a machine
@@ -229,6 +256,16 @@ for round in $(seq "$REPS"); do
         say "rust-seed-bench --n $N (pass $round of $REPS)"
         "$RUST_BIN" --n "$N" >>"$RAW/rust.passes" 2>>"$SCRATCH/rust-run.log" ||
             warn "rust-seed-bench failed (see $SCRATCH/rust-run.log)"
+    fi
+    if [ "$LARGE" != 0 ]; then
+        say "capstore bench --n $LARGE --only $LARGE_ONLY (pass $round of $REPS)"
+        "$CAPSTORE" bench --n "$LARGE" --only "$LARGE_ONLY" >>"$RAW/capstore_large.passes" ||
+            warn "capstore bench --n $LARGE exited non-zero"
+        if [ -n "$RUST_BIN" ]; then
+            say "rust-seed-bench --n $LARGE --only $LARGE_RUST (pass $round of $REPS)"
+            "$RUST_BIN" --n "$LARGE" --only "$LARGE_RUST" >>"$RAW/rust_large.passes" \
+                2>>"$SCRATCH/rust-run.log" || warn "rust-seed-bench --n $LARGE failed"
+        fi
     fi
 done
 # Median per (workload, engine: the rest of the line), in the order first seen.
@@ -257,6 +294,58 @@ PUBLISH_OVER_CNODE=$(paired_median "$RAW/capstore.passes" publish cnode_hash)
 HIT_OVER_MT=$(paired_median "$RAW/capstore.passes" lookup_hit lookup_mt)
 medians "$RAW/rust.passes" >"$RAW/rust.txt"
 if [ -n "$JS_DIR" ]; then medians "$RAW/js.passes" >"$RAW/js.txt"; fi
+PUBLISH_BATCH_OVER_CNODE=$(paired_median "$RAW/capstore.passes" publish_batch cnode_hash)
+SETTLE_OVER_MT=$(paired_median "$RAW/capstore.passes" settle_tree settle_tree_mt)
+# A ratio to the Rust seed: the median of the per-round ratios (round k's
+# seed figure over round k's capstore figure), which the machine's drift
+# between rounds does not enter. Lines "ratio KEY VALUE" for the report;
+# KEY is the capstore workload, with @N2 for the large runs.
+# cross_median CAPSTORE_PASSES RUST_PASSES CAPSTORE_NAME RUST_NAME KEY
+cross_median() {
+    awk -v a="$3" -v b="$4" -v key="$5" 'FNR == 1 { f++ }
+        f == 1 && $1 == a { x[++na] = $3 + 0 } f == 2 && $1 == b { y[++nb] = $3 + 0 }
+        END { n = na < nb ? na : nb; k = 0
+              for (i = 1; i <= n; i++) if (x[i] > 0) r[++k] = y[i] / x[i]
+              for (i = 2; i <= k; i++) for (j = i; j > 1 && r[j - 1] > r[j]; j--) { t = r[j]; r[j] = r[j - 1]; r[j - 1] = t }
+              if (k) printf "ratio %s %.4f\n", key, k % 2 ? r[(k + 1) / 2] : (r[k / 2] + r[k / 2 + 1]) / 2 }' "$1" "$2"
+}
+# Per-round ratio lines of every workload both ran, and of the batch
+# workloads against the seed's single-operation equivalents.
+if [ -n "$RUST_BIN" ]; then
+    for w in $(awk '{ print $1 }' "$RAW/capstore.txt"); do
+        case $w in
+        publish_batch) rw=publish ;; settle_tree_mt) rw=settle_tree ;; lookup_batch) rw=lookup_hit ;;
+        *) rw=$w ;;
+        esac
+        grep -q "^$rw " "$RAW/rust.txt" && cross_median "$RAW/capstore.passes" "$RAW/rust.passes" "$w" "$rw" "$w" >>"$RAW/ratios.txt"
+    done
+    if [ "$LARGE" != 0 ]; then
+        for w in $(echo "$LARGE_ONLY" | tr , ' '); do
+            case $w in publish_batch) rw=publish ;; lookup_batch) rw=lookup_hit ;; *) rw=$w ;; esac
+            cross_median "$RAW/capstore_large.passes" "$RAW/rust_large.passes" "$w" "$rw" "$w@$LARGE" >>"$RAW/ratios.txt"
+        done
+    fi
+fi
+if [ "$LARGE" != 0 ]; then
+    medians "$RAW/capstore_large.passes" | sed "s/^\([^ ]*\) /\1@$LARGE /" >"$RAW/capstore_large.txt"
+    medians "$RAW/rust_large.passes" | sed "s/^\([^ ]*\) /\1@$LARGE /" >"$RAW/rust_large.txt"
+else
+    : >"$RAW/capstore_large.txt"
+    : >"$RAW/rust_large.txt"
+fi
+# Memory per published blob: peak RSS of publish at 10^6 over 10^6.
+if [ "$RSS" = 1 ]; then
+    if [ -x /usr/bin/time ]; then
+        say "capstore bench --only publish --n 1000000 under /usr/bin/time (peak RSS)"
+        if /usr/bin/time -f "%M" -o "$SCRATCH/rss.out" "$CAPSTORE" bench --only publish --n 1000000 >/dev/null; then
+            awk '{ printf "rss publish 1000000 %.4f\n", $1 / 1000000 }' "$SCRATCH/rss.out" >"$RAW/rss.txt"
+        else
+            warn "the peak-RSS run failed"
+        fi
+    else
+        warn "no /usr/bin/time: no memory-per-blob figure"
+    fi
+fi
 if [ "$SCALING" = 1 ]; then
     for n in "$SCALE_SMALL" "$SCALE_LARGE"; do
         say "capstore bench --only sweep_few --n $n"
@@ -288,14 +377,18 @@ MODE="full run"
 {
     sed 's/^/capstore /' "$RAW/capstore.txt"
     sed 's/^/rust /' "$RAW/rust.txt"
+    sed 's/^/capstore /' "$RAW/capstore_large.txt"
+    sed 's/^/rust /' "$RAW/rust_large.txt"
     sed 's/^/js /' "$RAW/js.txt"
-    cat "$RAW/scaling.txt"
+    cat "$RAW/scaling.txt" "$RAW/ratios.txt" "$RAW/rss.txt"
 } | awk -f "$HERE/report_md.awk" \
     -v n="$N" -v reps="$REPS" -v mode="$MODE" -v date="$STARTED" -v cpu="$CPU" -v sha_ni="$SHA_NI" -v cores="$CORES" \
     -v mem="$MEM" -v kernel="$KERNEL" -v commit="$COMMIT" -v version="$VERSION" -v rustc="$RUSTC" \
     -v node="$NODE" -v load="$LOAD" -v js_args="${JS_ARGS[*]}" -v scale_small="$SCALE_SMALL" \
     -v scale_large="$SCALE_LARGE" -v dat="$SCRATCH/ratios.dat" -v summary="$SCRATCH/summary.md" \
     -v publish_over_cnode="$PUBLISH_OVER_CNODE" -v hit_over_mt="$HIT_OVER_MT" \
+    -v publish_batch_over_cnode="$PUBLISH_BATCH_OVER_CNODE" -v settle_over_mt="$SETTLE_OVER_MT" \
+    -v large="$LARGE" \
     >"$OUT/results.md"
 
 # --- the chart -------------------------------------------------------------------------------
@@ -335,7 +428,7 @@ fi
     echo "Regenerate: \`$regen\`."
     echo
     echo "<details><summary>Raw output of this run</summary>"
-    for f in capstore rust js scaling; do
+    for f in capstore rust capstore_large rust_large js scaling ratios rss; do
         echo
         echo "\`$f\`:"
         echo

@@ -28,12 +28,12 @@ grep_out "instances 5 -> 0"
 grep_out "11 blobs written to ./capstore.lmdb in one transaction; it holds 11 blobs (11 new)"
 grep_out "(0 blobs in memory): cap_store_exists(root $ROOT_SHORT) yes"
 grep_out "re-hashes to $ROOT_SHORT; walking its graph fetched 10 caps"
-grep_out "wrote ./capstore-demo.dot (10 caps, 16 edges)"
+grep_out "wrote ./capstore-demo.dot (10 caps, 18 edges)"
 # The DOT file: a graph of 10 caps from the settled root, no placeholder.
 grep -q '^digraph ' capstore-demo.dot || fail "the DOT file is not a digraph"
 tail -n 1 capstore-demo.dot | grep -q '^}$' || fail "the DOT file is not closed"
 [ "$(grep -c '\[label="[a-z]*\\n' capstore-demo.dot)" = 10 ] || fail "the DOT file should have 10 cap nodes"
-[ "$(grep -c -- '->' capstore-demo.dot)" = 16 ] || fail "the DOT file should have 16 edges"
+[ "$(grep -c -- '->' capstore-demo.dot)" = 18 ] || fail "the DOT file should have 18 edges"
 grep -q "label=\"cnode\\\\n$ROOT_SHORT\"" capstore-demo.dot || fail "the root is not in the DOT file"
 grep -q 'style=dashed' capstore-demo.dot && fail "the walk left a target unfetched"
 cp capstore-demo.dot run1.dot
@@ -45,8 +45,8 @@ if command -v dot >/dev/null 2>&1; then
     [ "$(head -c 4 capstore-demo.png | od -An -c | tr -d ' ')" = "211PNG" ] || fail "capstore-demo.png is not a PNG"
 fi
 # What was flushed is in the file and hashes right.
-run 0 "$CAPSTORE" db check capstore.lmdb
-run 0 "$CAPSTORE" db stats capstore.lmdb
+run 0 "$CAPSTORE" db check --db capstore.lmdb
+run 0 "$CAPSTORE" db stats --db capstore.lmdb
 grep_out "11"
 
 # --- second run in a row: the file already has the blobs

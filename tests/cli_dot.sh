@@ -41,6 +41,18 @@ grep -Fq "\"$H7\" [label=\"77777777\", shape=ellipse, style=dashed" graph.dot ||
 grep -q "\"$I\" -> .*label=\"pinned " graph.dot || fail "no pinned edge from the image"
 grep -q "\"$I\" -> .*label=\"initial " graph.dot || fail "no initial edge from the image"
 [ "$(grep -c "\[label=\"instance" graph.dot)" = 1 ] || fail "one node per cap"
+# An Instance names its image too (cap_for_each_child: image_hash when not
+# zero, then root_cnode); its image_hash_chain names no cap.
+printf '{"kind":"instance","image_hash_chain":"%s","image_hash":"%s","root_cnode":"%s"}' "$H7" "$I" "$C" >inst2.json
+run 0 "$CAPSTORE" encode -o inst2.bin inst2.json
+run 0 "$CAPSTORE" hash inst2.bin
+N2=$(cat out)
+run 0 "$CAPSTORE" dot inst2.bin cnode.bin image.bin
+cp out graph2.dot
+grep -Fq "\"$N2\" -> \"$I\" [label=\"image\"]" graph2.dot || fail "no image edge from the instance"
+grep -Fq "\"$N2\" -> \"$C\" [label=\"root_cnode\"]" graph2.dot || fail "no root_cnode edge from the instance"
+[ "$(grep -c -- "^  \"$N2\" ->" graph2.dot)" = 2 ] || fail "the instance should have exactly 2 edges"
+grep -n -- "^  \"$N2\" ->" graph2.dot | head -1 | grep -q 'label="image"' || fail "image comes before root_cnode"
 # a target named twice gets one placeholder; a file given twice one node
 run 0 "$CAPSTORE" dot cnode.bin cnode.bin
 [ "$(grep -c 'label="cnode' out)" = 1 ] || fail "a cap given twice should be one node"

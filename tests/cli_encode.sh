@@ -84,6 +84,31 @@ bad_json "jump_table\[1\]: image conversion failed" '{"kind":"image","code":"00"
 bad_json "pinned\[1\]: image conversion failed" "{\"kind\":\"image\",\"pinned\":[{\"slot\":2,\"cap_hash\":\"$H1\"},{\"slot\":1,\"cap_hash\":\"$H1\"}]}"
 bad_json "mappings\[0\]: image conversion failed" '{"kind":"image","mappings":[{"source_path_len":9}]}'
 bad_json "expected a JSON object" '[]'
+# strict JSON, as the whole-tree reader was: what yajl alone would let through
+bad_json "line 1, column 16: invalid character: form feed" $'{"kind":"type"}\f'
+bad_json "line 2, column 1: invalid character: vertical tab" $'{"kind":"type"}\n\v'
+bad_json "line 1, column 17: .u0000 is not allowed" '{"kind":"t\u0000"}'
+bad_json "line 1, column 12: invalid UTF-8" $'{"kind":"t\xc0\x80"}'
+bad_json "line 1, column 17: invalid UTF-8" '{"kind":"t\udc00"}'
+bad_json "line 1, column 33: duplicate object key \"pages\"" '{"pages":[],"kind":"data","pages":[]}'
+bad_json "line 1, column 47: too big negative integer" '{"kind":"data","page_size":-9223372036854775809}'
+bad_json "real number overflow" '{"kind":"data","page_size":1e999}'
+bad_json "line 1, column 4: parse error: trailing garbage" '{} x'
+bad_json "line 1, column 1: lexical error" '/* a comment */ {"kind":"type"}'
+bad_json "parse error: unallowed token" '{"kind":"cnode","slots":[1,]}'
+bad_json "no JSON value in the input" $' \n '
+printf '%*s' 2049 '' | tr ' ' '[' >deep.json
+run 1 "$CAPSTORE" encode -o bad.bin deep.json
+grep_err "line 1, column 2049: nested more than 2048 levels deep"
+# the page list is read as a stream, yet errors come in the order of the
+# fields: an unknown field after the pages before a bad page, a short page
+# before a bad one after it
+bad_json "x: unknown field" '{"kind":"data","pages":[{"state":"gone"}],"x":1}'
+bad_json "pages\[0\].bytes: .*expected 32 bytes, got 1" '{"kind":"data","pages":[{"state":"loaded","bytes":"00"},{"state":"loaded","bytes":"zz"}],"page_size":32}'
+bad_json "pages\[1\].bytes: not a hex digit" '{"kind":"data","pages":[{"state":"empty"},{"state":"loaded","bytes":"zz"}],"page_size":32}'
+bad_json "pages\[2\]: expected an object, got an integer" '{"kind":"data","page_size":32,"pages":[{"state":"empty"},{"state":"empty"},7,{"state":"gone"}]}'
+bad_json "pages: unknown field" '{"kind":"cnode","size_log":3,"pages":[{"state":"empty"}]}'
+bad_json "pages: expected an array, got an object" '{"kind":"data","pages":{}}'
 [ -e bad.bin ] && fail "encode wrote an output file for bad input"
 run 1 "$CAPSTORE" encode no-such-file.json
 finish

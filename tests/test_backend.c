@@ -114,12 +114,23 @@ static void test_mem_basics(void)
     memset(v2, 0xcd, sizeof v2);
     CHECK_EQ_INT(cap_backend_write(b, &h, v1, sizeof v1, &e), CAP_OK);
     CHECK_EQ_INT(cap_backend_exists(b, &h, NULL), CAP_OK);
-    /* Content addressed: a second write under the hash keeps the first. */
-    CHECK_EQ_INT(cap_backend_write(b, &h, v2, sizeof v2, &e), CAP_OK);
+    /* Content addressed, equal hashes mean equal bytes: a write of other
+     * bytes under the hash replaces damaged ones (repaired), a write of the
+     * same bytes changes nothing. */
+    cap_backend_item_t again = {h, v2, sizeof v2};
+    cap_backend_write_result_t wr = {9, 9};
+    CHECK_EQ_INT(cap_backend_write_many(b, &again, 1, NULL, 0, &wr, &e), CAP_OK);
+    CHECK(wr.written == 0 && wr.repaired == 1);
     CHECK_EQ_INT(cap_mem_backend_count(b), 1);
     CHECK_EQ_INT(cap_backend_read(b, &h, A, &bytes, &n, &e), CAP_OK);
-    CHECK_EQ_INT(n, sizeof v1);
-    CHECK(bytes && memcmp(bytes, v1, sizeof v1) == 0);
+    CHECK_EQ_INT(n, sizeof v2);
+    CHECK(bytes && memcmp(bytes, v2, sizeof v2) == 0);
+    A->deallocate(A->ctx, bytes, n);
+    CHECK_EQ_INT(cap_backend_write_many(b, &again, 1, NULL, 0, &wr, &e), CAP_OK);
+    CHECK(wr.written == 0 && wr.repaired == 0);
+    CHECK_EQ_INT(cap_backend_write(b, &h, v1, sizeof v1, &e), CAP_OK); /* write repairs too */
+    CHECK_EQ_INT(cap_backend_read(b, &h, A, &bytes, &n, &e), CAP_OK);
+    CHECK(bytes && n == sizeof v1 && memcmp(bytes, v1, sizeof v1) == 0);
     A->deallocate(A->ctx, bytes, n);
 
     /* An empty value reads back as (NULL, 0). */
@@ -133,8 +144,10 @@ static void test_mem_basics(void)
     cap_backend_item_t items[5];
     uint8_t store[5][40];
     for (int i = 0; i < 5; i++) item(&items[i], (uint8_t)i, 10 + (size_t)i, store[i]);
-    items[3].hash = h;           /* already there */
-    items[4].hash = items[0].hash; /* twice in the batch */
+    items[3].hash = h;           /* already there, with these bytes */
+    items[3].bytes = v1;
+    items[3].n = sizeof v1;
+    items[4].hash = items[0].hash; /* twice in the batch: the first stays */
     CHECK_EQ_INT(cap_backend_write_batch(b, items, 5, &e), CAP_OK);
     CHECK_EQ_INT(cap_mem_backend_count(b), 5); /* h, he, items 0..2 */
     CHECK_EQ_INT(cap_backend_read(b, &items[0].hash, A, &bytes, &n, NULL), CAP_OK);

@@ -35,7 +35,15 @@ for h in "$SRC"/include/capstore/*.h "$SRC"/include/capstore/sys/*.h; do
 done
 libdir=$(pkg-config --variable=libdir capstore)
 [ -f "$libdir/libcapstore.a" ] || fail "no static library in $libdir"
-soname=libcapstore.so.${header_version%%.*}
+# The SONAME carries the major version, and the minor one too while the
+# major is 0 (CHANGELOG.md, Compatibility).
+major=${header_version%%.*}
+if [ "$major" = 0 ]; then
+    minor=${header_version#0.}
+    soname=libcapstore.so.0.${minor%%.*}
+else
+    soname=libcapstore.so.$major
+fi
 [ -e "$libdir/libcapstore.so" ] || fail "no libcapstore.so link in $libdir"
 [ -e "$libdir/$soname" ] || fail "no $soname in $libdir"
 [ -f "$libdir/libcapstore.so.$header_version" ] || fail "no libcapstore.so.$header_version in $libdir"
@@ -46,6 +54,16 @@ if command -v objdump >/dev/null; then
     grep -q "SONAME *$soname" <<<"$dyn" || fail "the shared library's SONAME is not $soname"
 fi
 [ -x "$PREFIX/bin/capstore" ] || fail "no capstore command in $PREFIX/bin"
+
+# The docs: every file the installed docs link to is installed beside them.
+docdir=$PREFIX/share/doc/capstore
+[ -f "$docdir/API.md" ] || fail "no API.md in $docdir"
+for doc in "$docdir"/*.md; do
+    for link in $(grep -oE '\]\([A-Za-z0-9_.-]+\.(md|json)' "$doc" | sed 's/^](//' | sort -u); do
+        [ -f "$docdir/$link" ] || fail "$(basename "$doc") links to $link, which is not installed"
+    done
+done
+for f in LICENSE-MIT LICENSE-APACHE; do [ -f "$docdir/$f" ] || fail "no $f in $docdir"; done
 
 # The shared library exports exactly the functions the headers declare.
 if command -v nm >/dev/null; then

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
-/* `capstore db` (tools/cmd_db.c), driven in-process until the command table
- * dispatches it: stats / get / put / check on a temporary database, exit
- * statuses (0, 1 bad input, 2 usage), the DB-versus-HASH disambiguation, put
- * from standard input, put of a malformed file (nothing stored), get of a
- * missing hash, and check finding entries whose bytes do not match their
- * key. */
+/* `capstore db` (tools/cmd_db.c, cmd_db_check.c), driven in-process:
+ * stats / get / put / check on a temporary database, exit statuses (0, 1
+ * bad input, 2 usage), one rule naming the database (--db before or after
+ * the action, else CAPSTORE_DB, else ./capstore.lmdb; a positional argument
+ * is never taken for it), "no database at PATH", stats --json, get refusing
+ * a terminal, put from standard input, put of a malformed file (nothing
+ * stored), get of a missing hash, check finding entries whose bytes do not
+ * match their key, and a put repairing such an entry ("1 repaired"). */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +18,8 @@
 /* The command's sources, compiled into this test. */
 #include "../tools/cmd_common.c"
 #include "../tools/cmd_db.c"
+#include "../tools/cmd_db_check.c"
+#include "../tools/db_guard.c"
 
 #include "capstore/capstore.h"
 #include "check.h"
@@ -62,6 +66,40 @@ static int run(const char *stdin_file, const char *a0, ...)
         close(si);
         clearerr(stdin);
     }
+    return rc;
+}
+
+/* Run cmd_db with standard output on a pseudo-terminal (stderr captured). */
+static int run_on_tty(const char *a0, ...)
+{
+    char *argv[16];
+    int argc = 0;
+    argv[argc++] = (char *)"db";
+    va_list ap;
+    va_start(ap, a0);
+    for (const char *a = a0; a && argc < 15; a = va_arg(ap, const char *)) argv[argc++] = (char *)a;
+    va_end(ap);
+    argv[argc] = NULL;
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master < 0 || grantpt(master) != 0 || unlockpt(master) != 0) return -1;
+    int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+    if (slave < 0) return -1;
+    fflush(stdout);
+    fflush(stderr);
+    int so = dup(1), se = dup(2);
+    int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(slave, 1);
+    dup2(fe, 2);
+    close(fe);
+    int rc = cmd_db(argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(so, 1);
+    dup2(se, 2);
+    close(so);
+    close(se);
+    close(slave);
+    close(master);
     return rc;
 }
 
@@ -141,71 +179,111 @@ int main(int argc, char **argv)
     /* Usage errors. */
     CHECK_EQ_INT(run(NULL, NULL), 2);
     CHECK_EQ_INT(run(NULL, "frobnicate", NULL), 2);
-    CHECK_EQ_INT(run(NULL, "get", db, NULL), 2);          /* no HASH */
+    CHECK_EQ_INT(run(NULL, "get", "--db", db, NULL), 2);  /* no HASH */
     CHECK_EQ_INT(run(NULL, "put", NULL), 2);              /* no FILE */
-    CHECK_EQ_INT(run(NULL, "stats", db, db, NULL), 2);    /* too many */
     CHECK_EQ_INT(run(NULL, "get", "--db", db, "12ab", NULL), 2); /* a short hash is named */
     slurp(err_path, buf, sizeof buf);
     CHECK(strstr(buf, "'12ab' is not a HASH") != NULL);
     CHECK_EQ_INT(run(NULL, "stats", "--bogus", NULL), 2);
-    CHECK_EQ_INT(run(NULL, "stats", "--raw", db, NULL), 2);
+    CHECK_EQ_INT(run(NULL, "stats", "--raw", "--db", db, NULL), 2);
+    CHECK_EQ_INT(run(NULL, "check", "--json", "--db", db, NULL), 2);
     CHECK_EQ_INT(run(NULL, "--help", NULL), 0);
     slurp(out_path, buf, sizeof buf);
-    CHECK(strstr(buf, "capstore db check") != NULL);
+    CHECK(strstr(buf, "capstore db [--db PATH] check") != NULL);
     CHECK_EQ_INT(run(NULL, "get", "--help", NULL), 0);
+    CHECK_EQ_INT(run(NULL, "--db", db, "--help", NULL), 0);
 
-    /* Read-only actions never create the database. */
-    CHECK_EQ_INT(run(NULL, "stats", db, NULL), 1);
+    /* A positional argument is never the database: no guessing from a
+     * suffix or from the file's content. */
+    CHECK_EQ_INT(run(NULL, "stats", db, NULL), 2);
     slurp(err_path, buf, sizeof buf);
-    CHECK(strstr(buf, "no such file") != NULL);
+    CHECK(strstr(buf, "unexpected argument") != NULL && strstr(buf, "--db PATH") != NULL);
+    CHECK_EQ_INT(run(NULL, "check", db, NULL), 2);
+
+    /* Read-only actions never create the database, and say so plainly. */
+    CHECK_EQ_INT(run(NULL, "stats", "--db", db, NULL), 1);
+    slurp(err_path, buf, sizeof buf);
+    char expect[600];
+    snprintf(expect, sizeof expect, "no database at %s", db);
+    CHECK(strstr(buf, expect) != NULL);
+    CHECK_EQ_INT(run(NULL, "--db", db, "check", NULL), 1);
+    slurp(err_path, buf, sizeof buf);
+    CHECK(strstr(buf, expect) != NULL);
+    CHECK_EQ_INT(run(NULL, "get", "--db", db, h1, NULL), 1);
+    slurp(err_path, buf, sizeof buf);
+    CHECK(strstr(buf, expect) != NULL);
     struct stat sb;
     CHECK(stat(db, &sb) != 0);
 
-    /* put: one transaction, hashes in order. */
-    CHECK_EQ_INT(run(NULL, "put", db, f1, f2, NULL), 0);
+    /* put: one transaction, hashes in order; --db before the action. */
+    CHECK_EQ_INT(run(NULL, "--db", db, "put", f1, f2, NULL), 0);
     slurp(out_path, buf, sizeof buf);
-    char expect[200];
     snprintf(expect, sizeof expect, "%s\n%s\n", h1, h2);
     CHECK(strcmp(buf, expect) == 0);
     /* A malformed file: nothing stored, status 1, the rule named. */
-    CHECK_EQ_INT(run(NULL, "put", db, f3, bad, NULL), 1);
+    CHECK_EQ_INT(run(NULL, "put", "--db", db, f3, bad, NULL), 1);
     slurp(err_path, buf, sizeof buf);
     CHECK(strstr(buf, "bad.cap") != NULL);
     CHECK(strstr(buf, "nothing stored") != NULL);
-    /* From standard input, with --db. */
+    /* From standard input, --db after the action. */
     CHECK_EQ_INT(run(f3, "put", "--db", db, "-", NULL), 0);
     slurp(out_path, buf, sizeof buf);
     CHECK(strncmp(buf, h3, 64) == 0);
 
-    /* stats */
-    CHECK_EQ_INT(run(NULL, "stats", db, NULL), 0);
+    /* stats, and --json */
+    CHECK_EQ_INT(run(NULL, "--db", db, "stats", NULL), 0);
     slurp(out_path, buf, sizeof buf);
     CHECK(strstr(buf, "blobs:      3\n") != NULL);
     char line[64];
     snprintf(line, sizeof line, "bytes:      %zu\n", n1 + n2 + n3);
     CHECK(strstr(buf, line) != NULL);
     CHECK(strstr(buf, "map_size:") != NULL);
+    CHECK_EQ_INT(run(NULL, "stats", "--json", "--db", db, NULL), 0);
+    slurp(out_path, buf, sizeof buf);
+    snprintf(expect, sizeof expect, "{\"database\": \"%s\", \"blobs\": 3, \"bytes\": %zu, \"map_size\": ", db,
+             n1 + n2 + n3);
+    CHECK(strncmp(buf, expect, strlen(expect)) == 0);
+    CHECK(strstr(buf, "\"page_size\": ") != NULL && strstr(buf, "\"depth\": 1}\n") != NULL);
 
-    /* get, with the arguments either way round. */
-    CHECK_EQ_INT(run(NULL, "get", db, h2, NULL), 0);
+    /* get, with --db on either side. */
+    CHECK_EQ_INT(run(NULL, "get", "--db", db, h2, NULL), 0);
     size_t got = slurp(out_path, buf, sizeof buf);
     CHECK(got == n2 && memcmp(buf, w2, n2) == 0);
-    CHECK_EQ_INT(run(NULL, "get", h1, db, NULL), 0);
+    CHECK_EQ_INT(run(NULL, "--db", db, "get", h1, NULL), 0);
     got = slurp(out_path, buf, sizeof buf);
     CHECK(got == n1 && memcmp(buf, w1, n1) == 0);
     char missing[65];
     memset(missing, 'a', 64);
     missing[64] = 0;
-    CHECK_EQ_INT(run(NULL, "get", db, missing, NULL), 1);
+    CHECK_EQ_INT(run(NULL, "get", "--db", db, missing, NULL), 1);
     slurp(err_path, buf, sizeof buf);
     CHECK(strstr(buf, "no blob") != NULL);
+    CHECK_EQ_INT(run(NULL, "get", "--db", db, h1, h2, NULL), 2); /* one HASH */
+
+    /* The environment names the database when --db does not. */
+    setenv("CAPSTORE_DB", db, 1);
+    CHECK_EQ_INT(run(NULL, "get", h2, NULL), 0);
+    got = slurp(out_path, buf, sizeof buf);
+    CHECK(got == n2 && memcmp(buf, w2, n2) == 0);
+    char other[400];
+    snprintf(other, sizeof other, "%s/other.lmdb", dir);
+    CHECK_EQ_INT(run(NULL, "get", "--db", other, h2, NULL), 1); /* --db wins */
+    unsetenv("CAPSTORE_DB");
+
+    /* get never writes binary to a terminal. */
+    CHECK_EQ_INT(run_on_tty("get", "--db", db, h2, NULL), 2);
+    slurp(err_path, buf, sizeof buf);
+    CHECK(strstr(buf, "terminal") != NULL);
 
     /* check: all good. */
-    CHECK_EQ_INT(run(NULL, "check", db, NULL), 0);
+    CHECK_EQ_INT(run(NULL, "check", "--db", db, NULL), 0);
     slurp(out_path, buf, sizeof buf);
     CHECK(strstr(buf, "3 blobs checked, 0 bad") != NULL);
+    CHECK(strstr(buf, "(in use)") != NULL);
+    CHECK(strstr(buf, "problem") == NULL);
 
-    /* Damage: bytes under a wrong key, and garbage. */
+    /* Damage: bytes under a wrong key, and garbage (a writer that hands
+     * over unverified bytes). */
     cap_backend_t *b = NULL;
     CHECK_EQ_INT(cap_lmdb_open(db, NULL, &b, NULL), CAP_OK);
     if (b) {
@@ -217,7 +295,7 @@ int main(int argc, char **argv)
         CHECK_EQ_INT(cap_backend_write(b, &wrong2, junk, sizeof junk, NULL), CAP_OK);
         cap_backend_free(b);
     }
-    CHECK_EQ_INT(run(NULL, "check", db, NULL), 1);
+    CHECK_EQ_INT(run(NULL, "check", "--db", db, NULL), 1);
     slurp(out_path, buf, sizeof buf);
     CHECK(strstr(buf, "5 blobs checked, 2 bad") != NULL);
     CHECK(strstr(buf, "bad 5a5a5a5a") != NULL);
@@ -226,26 +304,53 @@ int main(int argc, char **argv)
     char wrong_hex[65];
     memset(wrong_hex, 0, sizeof wrong_hex);
     for (int i = 0; i < 32; i++) memcpy(wrong_hex + 2 * i, "5a", 2);
-    CHECK_EQ_INT(run(NULL, "get", db, wrong_hex, NULL), 1);
+    CHECK_EQ_INT(run(NULL, "get", "--db", db, wrong_hex, NULL), 1);
     slurp(err_path, buf, sizeof buf);
     CHECK(strstr(buf, "another value") != NULL);
-    CHECK_EQ_INT(run(NULL, "get", "--raw", db, wrong_hex, NULL), 0);
+    CHECK_EQ_INT(run(NULL, "get", "--raw", "--db", db, wrong_hex, NULL), 0);
     got = slurp(out_path, buf, sizeof buf);
     CHECK(got == n1 && memcmp(buf, w1, n1) == 0);
 
-    /* The default database is ./capstore.lmdb; put's DB is recognised as an
-     * existing LMDB file even without the suffix. */
+    /* A put of the right bytes repairs an entry stored with other bytes:
+     * standard output stays one hash a line, the repair is counted on
+     * standard error, and get works again. */
+    CHECK_EQ_INT(cap_lmdb_open(db, NULL, &b, NULL), CAP_OK);
+    if (b) {
+        cap_hash_t hh;
+        for (int i = 0; i < 32; i++) sscanf(h1 + 2 * i, "%2hhx", &hh.bytes[i]);
+        CHECK_EQ_INT(cap_backend_write(b, &hh, w2, n2, NULL), CAP_OK); /* h1 now holds two.cap */
+        cap_backend_free(b);
+    }
+    CHECK_EQ_INT(run(NULL, "get", "--db", db, h1, NULL), 1);
+    CHECK_EQ_INT(run(NULL, "put", "--db", db, f2, f1, NULL), 0);
+    slurp(out_path, buf, sizeof buf);
+    snprintf(expect, sizeof expect, "%s\n%s\n", h2, h1);
+    CHECK(strcmp(buf, expect) == 0);
+    slurp(err_path, buf, sizeof buf);
+    CHECK(strstr(buf, ": 1 repaired") != NULL);
+    CHECK_EQ_INT(run(NULL, "get", "--db", db, h1, NULL), 0);
+    got = slurp(out_path, buf, sizeof buf);
+    CHECK(got == n1 && memcmp(buf, w1, n1) == 0);
+    CHECK_EQ_INT(run(NULL, "put", "--db", db, f1, NULL), 0); /* nothing to repair now */
+    slurp(err_path, buf, sizeof buf);
+    CHECK(strstr(buf, "repaired") == NULL);
+
+    /* The default database is ./capstore.lmdb; a positional argument is a
+     * file even when it is an LMDB file. */
     char cwd[512];
     if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
     CHECK_EQ_INT(chdir(dir), 0);
     CHECK_EQ_INT(run(NULL, "put", f1, NULL), 0);
     CHECK(stat("capstore.lmdb", &sb) == 0);
     CHECK_EQ_INT(run(NULL, "get", h1, NULL), 0);
-    CHECK_EQ_INT(rename("capstore.lmdb", "plain"), 0);
-    CHECK_EQ_INT(run(NULL, "put", "plain", f2, NULL), 0);
-    CHECK_EQ_INT(run(NULL, "stats", "plain", NULL), 0);
+    CHECK_EQ_INT(rename("capstore.lmdb", "plain.lmdb"), 0);
+    CHECK_EQ_INT(run(NULL, "put", "plain.lmdb", f2, NULL), 1); /* plain.lmdb is not a wire file */
+    slurp(err_path, buf, sizeof buf);
+    CHECK(strstr(buf, "plain.lmdb") != NULL && strstr(buf, "nothing stored") != NULL);
+    CHECK(stat("capstore.lmdb", &sb) != 0);
+    CHECK_EQ_INT(run(NULL, "stats", "--db", "plain.lmdb", NULL), 0);
     slurp(out_path, buf, sizeof buf);
-    CHECK(strstr(buf, "blobs:      2\n") != NULL);
+    CHECK(strstr(buf, "blobs:      1\n") != NULL);
     if (cwd[0] && chdir(cwd) != 0) perror("chdir");
 
     char cmd[400];

@@ -44,44 +44,30 @@ static bool set_has(const hash_set_t *s, const cap_hash_t *h)
     return s->n && bsearch(h, s->v, s->n, sizeof *s->v, hash_cmp) != NULL;
 }
 
+typedef struct each_ctx {
+    cap_dot_target_fn fn;
+    void *ctx;
+} each_ctx_t;
+
+/* The core's definition of children (cap_for_each_child), labelled. */
+static int each_child(void *arg, const cap_child_t *ch)
+{
+    const each_ctx_t *ec = arg;
+    if (ch->target.kind != CAP_TARGET_HASH) return 0;
+    char label[48];
+    if (ch->field == CAP_CHILD_SLOT)
+        snprintf(label, sizeof label, "%lu", (unsigned long)ch->index);
+    else if (ch->field == CAP_CHILD_PINNED || ch->field == CAP_CHILD_INITIAL)
+        snprintf(label, sizeof label, "%s %lu", cap_child_field_name(ch->field), (unsigned long)ch->index);
+    else
+        snprintf(label, sizeof label, "%s", cap_child_field_name(ch->field));
+    return ec->fn(ec->ctx, &ch->target.hash, label) ? 0 : 1;
+}
+
 bool cap_dot_each_target(const cap_t *c, cap_dot_target_fn fn, void *ctx)
 {
-    char label[48];
-    switch (cap_kind(c)) {
-    case CAP_KIND_CNODE: {
-        size_t n = cap_cnode_count(c);
-        for (size_t i = 0; i < n; i++) {
-            uint32_t slot;
-            cap_target_t t;
-            if (cap_cnode_entry(c, i, &slot, &t) != CAP_OK || t.kind != CAP_TARGET_HASH) continue;
-            snprintf(label, sizeof label, "%lu", (unsigned long)slot);
-            if (!fn(ctx, &t.hash, label)) return false;
-        }
-        break;
-    }
-    case CAP_KIND_INSTANCE: {
-        cap_target_t t = cap_instance_root_cnode(c);
-        if (t.kind == CAP_TARGET_HASH && !fn(ctx, &t.hash, "root_cnode")) return false;
-        break;
-    }
-    case CAP_KIND_IMAGE: {
-        cap_image_desc_t d;
-        memset(&d, 0, sizeof d);
-        cap_image_view(c, &d);
-        for (size_t i = 0; i < d.pinned_len; i++) {
-            snprintf(label, sizeof label, "pinned %lu", (unsigned long)d.pinned[i].slot);
-            if (!fn(ctx, &d.pinned[i].cap_hash, label)) return false;
-        }
-        for (size_t i = 0; i < d.initial_len; i++) {
-            snprintf(label, sizeof label, "initial %lu", (unsigned long)d.initial[i].slot);
-            if (!fn(ctx, &d.initial[i].cap_hash, label)) return false;
-        }
-        break;
-    }
-    case CAP_KIND_DATA:
-    case CAP_KIND_TYPE: break;
-    }
-    return true;
+    each_ctx_t ec = {fn, ctx};
+    return cap_for_each_child(c, each_child, &ec) == CAP_OK;
 }
 
 typedef struct collect_ctx {

@@ -11,13 +11,13 @@
 #include "capstore/cap.h"
 
 /* Called once per target; return false to stop. `label` is borrowed for the
- * call: the slot number, "root_cnode", "pinned N" or "initial N". */
+ * call: the slot number, "image", "root_cnode", "pinned N" or "initial N". */
 typedef bool (*cap_dot_target_fn)(void *ctx, const cap_hash_t *to, const char *label);
 
-/* Visit every Hash target of `c`: a CNode's occupied slots in slot order, an
- * Instance's root_cnode, an Image's pinned then initial entries (Data and
- * Type have none; Ref targets are skipped: they have no hash yet). Returns
- * false when `fn` stopped it. */
+/* Visit every Hash target among the children of `c` (cap_for_each_child:
+ * a CNode's occupied slots, an Instance's image and root_cnode, an Image's
+ * pinned then initial entries; Ref targets are skipped: they have no hash
+ * yet). Returns false when `fn` stopped it. */
 bool cap_dot_each_target(const cap_t *c, cap_dot_target_fn fn, void *ctx);
 
 /* One node of the graph. `cap` NULL means "skip this entry" (a duplicate). */

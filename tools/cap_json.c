@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
-/* The JSON form of a cap: cap -> JSON through the getters, JSON -> cap
- * through the constructors and setters (docs/cap-json.md). */
+/* The JSON form of a cap: cap -> JSON through the getters, printed as it is
+ * walked; JSON -> cap through the constructors and setters, from the tree
+ * and page records that tools/cap_json_stream.c reads (docs/cap-json.md). */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -8,283 +9,455 @@
 #include <string.h>
 
 #include "cap_json.h"
+#include "cap_json_stream.h"
 #include "cli.h"
 
 /* ===================================================================================== */
 /* cap -> JSON                                                                            */
 /* ===================================================================================== */
 
-static json_t *j_u64(uint64_t v)
+/* A streaming printer of the exact text jansson's json_dumps(JSON_INDENT(2))
+ * gives, which is what `decode` printed when it built a whole tree first:
+ * "key": value, items one a line, two spaces a level, and [] for an empty
+ * array. (yajl's generator streams too, but its pretty form writes an empty
+ * array over three lines: the output would change.) Only what the JSON form
+ * needs: objects, arrays, integers, null, and strings that need no escaping
+ * (kind and state names, hex, decimal digits). Output goes through a buffer
+ * to a sink: a FILE, or memory for capjson_dump. */
+#define JW_MAX_DEPTH 8
+#define JW_BUF 65536
+
+typedef struct jw {
+    FILE *f;           /* the sink, or NULL: the memory below */
+    char *mem;         /* capjson_dump's text */
+    size_t mem_len, mem_cap;
+    int err;           /* CAP_OK, CAP_ENOMEM or CAPJSON_EWRITE: the first failure */
+    unsigned depth;
+    bool first[JW_MAX_DEPTH + 1]; /* nothing written yet at this level */
+    bool in_array[JW_MAX_DEPTH + 1];
+    size_t len;
+    char buf[JW_BUF];
+} jw_t;
+
+static void jw_flush(jw_t *w)
 {
-    if (v <= CAPJSON_U64_NUMBER_MAX) return json_integer((json_int_t)v);
-    char buf[24];
-    snprintf(buf, sizeof buf, "%" PRIu64, v);
-    return json_string(buf);
+    if (w->err || !w->len) {
+        w->len = 0;
+        return;
+    }
+    if (w->f) {
+        if (fwrite(w->buf, 1, w->len, w->f) != w->len) w->err = CAPJSON_EWRITE;
+    } else {
+        if (w->mem_cap - w->mem_len < w->len + 1) {
+            size_t nc = w->mem_cap ? w->mem_cap : 4096;
+            while (nc - w->mem_len < w->len + 1) {
+                if (nc > SIZE_MAX / 2) {
+                    w->err = CAP_ENOMEM;
+                    return;
+                }
+                nc *= 2;
+            }
+            char *m = realloc(w->mem, nc);
+            if (!m) {
+                w->err = CAP_ENOMEM;
+                return;
+            }
+            w->mem = m;
+            w->mem_cap = nc;
+        }
+        memcpy(w->mem + w->mem_len, w->buf, w->len);
+        w->mem_len += w->len;
+        w->mem[w->mem_len] = 0;
+    }
+    w->len = 0;
 }
 
-static json_t *j_hex(const uint8_t *b, size_t n)
+static void jw_raw(jw_t *w, const char *s, size_t n)
+{
+    while (n) {
+        if (w->len == JW_BUF) jw_flush(w);
+        size_t k = JW_BUF - w->len < n ? JW_BUF - w->len : n;
+        memcpy(w->buf + w->len, s, k);
+        w->len += k;
+        s += k;
+        n -= k;
+    }
+}
+
+static void jw_str_raw(jw_t *w, const char *s) { jw_raw(w, s, strlen(s)); }
+
+/* A new line at the current depth, after a comma unless it is the first item. */
+static void jw_item(jw_t *w)
+{
+    static const char spaces[] = "                ";
+    jw_raw(w, w->first[w->depth] ? "\n" : ",\n", w->first[w->depth] ? 1 : 2);
+    w->first[w->depth] = false;
+    jw_raw(w, spaces, 2 * w->depth);
+}
+
+/* Where a value starts: in an array it is an item; in an object its key was. */
+static void jw_value(jw_t *w)
+{
+    if (w->depth && w->in_array[w->depth]) jw_item(w);
+}
+
+static void jw_key(jw_t *w, const char *key)
+{
+    jw_item(w);
+    jw_raw(w, "\"", 1);
+    jw_str_raw(w, key);
+    jw_raw(w, "\": ", 3);
+}
+
+static void jw_open(jw_t *w, bool array)
+{
+    jw_value(w);
+    jw_raw(w, array ? "[" : "{", 1);
+    w->depth++; /* the JSON form nests 4 deep at most */
+    w->first[w->depth] = true;
+    w->in_array[w->depth] = array;
+}
+
+static void jw_close(jw_t *w)
+{
+    static const char spaces[] = "                ";
+    bool array = w->in_array[w->depth];
+    if (!w->first[w->depth]) {
+        jw_raw(w, "\n", 1);
+        jw_raw(w, spaces, 2 * (w->depth - 1));
+    }
+    w->depth--;
+    jw_raw(w, array ? "]" : "}", 1);
+}
+
+static void jw_string(jw_t *w, const char *s)
+{
+    jw_value(w);
+    jw_raw(w, "\"", 1);
+    jw_str_raw(w, s);
+    jw_raw(w, "\"", 1);
+}
+
+static void jw_int(jw_t *w, long long v)
+{
+    char b[24];
+    int n = snprintf(b, sizeof b, "%lld", v);
+    jw_value(w);
+    jw_raw(w, b, (size_t)n);
+}
+
+static void jw_u64(jw_t *w, uint64_t v)
+{
+    if (v <= CAPJSON_U64_NUMBER_MAX) {
+        jw_int(w, (long long)v);
+        return;
+    }
+    char b[24];
+    snprintf(b, sizeof b, "%" PRIu64, v);
+    jw_string(w, b);
+}
+
+static void jw_null(jw_t *w)
+{
+    jw_value(w);
+    jw_raw(w, "null", 4);
+}
+
+/* Bytes as a string of lowercase hex, a piece at a time (a page is 64 KiB). */
+static void jw_hex(jw_t *w, const uint8_t *b, size_t n)
 {
     static const char digits[] = "0123456789abcdef";
-    if (n > (SIZE_MAX - 1) / 2) return NULL;
-    char *s = malloc(2 * n + 1);
-    if (!s) return NULL;
-    for (size_t i = 0; i < n; i++) {
-        s[2 * i] = digits[b[i] >> 4];
-        s[2 * i + 1] = digits[b[i] & 15];
+    char h[512];
+    jw_value(w);
+    jw_raw(w, "\"", 1);
+    while (n) {
+        size_t k = n < sizeof h / 2 ? n : sizeof h / 2;
+        for (size_t i = 0; i < k; i++) {
+            h[2 * i] = digits[b[i] >> 4];
+            h[2 * i + 1] = digits[b[i] & 15];
+        }
+        jw_raw(w, h, 2 * k);
+        b += k;
+        n -= k;
     }
-    s[2 * n] = 0;
-    json_t *j = json_stringn_nocheck(s, 2 * n);
-    free(s);
-    return j;
+    jw_raw(w, "\"", 1);
 }
 
-static json_t *j_hash(const cap_hash_t *h) { return j_hex(h->bytes, 32); }
+static void jw_hash(jw_t *w, const cap_hash_t *h) { jw_hex(w, h->bytes, 32); }
 
-/* Set obj[key] = v, stealing v; false (and v released) when v is NULL or the
- * set fails. */
-static bool j_put(json_t *obj, const char *key, json_t *v)
+static void jw_u64_array(jw_t *w, const uint64_t *v, size_t n)
 {
-    if (!v) return false;
-    return json_object_set_new_nocheck(obj, key, v) == 0;
+    jw_open(w, true);
+    for (size_t i = 0; i < n; i++) jw_u64(w, v[i]);
+    jw_close(w);
 }
 
-static bool j_push(json_t *arr, json_t *v)
+static void jw_u32_array(jw_t *w, const uint32_t *v, size_t n)
 {
-    if (!v) return false;
-    return json_array_append_new(arr, v) == 0;
-}
-
-static json_t *j_u64_array(const uint64_t *v, size_t n)
-{
-    json_t *a = json_array();
-    if (!a) return NULL;
-    for (size_t i = 0; i < n; i++)
-        if (!j_push(a, j_u64(v[i]))) {
-            json_decref(a);
-            return NULL;
-        }
-    return a;
-}
-
-static json_t *j_u32_array(const uint32_t *v, size_t n)
-{
-    json_t *a = json_array();
-    if (!a) return NULL;
-    for (size_t i = 0; i < n; i++)
-        if (!j_push(a, json_integer(v[i]))) {
-            json_decref(a);
-            return NULL;
-        }
-    return a;
+    jw_open(w, true);
+    for (size_t i = 0; i < n; i++) jw_int(w, v[i]);
+    jw_close(w);
 }
 
 /* A target read out of a cap must be a hash: the JSON form has no handles. */
-static int j_target(const cap_target_t *t, json_t **out)
+static int j_target(const cap_target_t *t, cap_hash_t *out)
 {
     if (t->kind == CAP_TARGET_REF) return CAP_EUNSETTLED;
     if (t->kind != CAP_TARGET_HASH) return CAP_EINVAL;
-    *out = j_hash(&t->hash);
-    return *out ? CAP_OK : CAP_ENOMEM;
+    *out = t->hash;
+    return CAP_OK;
 }
 
-static int from_type(const cap_t *c, json_t *o)
+/* The cap's targets are checked before anything is printed, so that a cap
+ * holding a Ref prints nothing. */
+static int check_settled(const cap_t *c)
 {
-    return j_put(o, "image_hash_chain", j_hash(cap_type_image_hash_chain(c))) ? CAP_OK : CAP_ENOMEM;
-}
-
-static int from_cnode(const cap_t *c, json_t *o)
-{
-    if (!j_put(o, "size_log", json_integer(cap_cnode_size_log(c)))) return CAP_ENOMEM;
-    json_t *slots = json_array();
-    if (!j_put(o, "slots", slots)) return CAP_ENOMEM;
+    cap_hash_t h;
+    if (cap_kind(c) == CAP_KIND_INSTANCE) {
+        cap_target_t root = cap_instance_root_cnode(c);
+        return j_target(&root, &h);
+    }
+    if (cap_kind(c) != CAP_KIND_CNODE) return CAP_OK;
     size_t n = cap_cnode_count(c);
     for (size_t i = 0; i < n; i++) {
         uint32_t slot;
         cap_target_t t;
         int rc = cap_cnode_entry(c, i, &slot, &t);
+        if (rc == CAP_OK) rc = j_target(&t, &h);
         if (rc != CAP_OK) return rc;
-        json_t *target;
-        rc = j_target(&t, &target);
-        if (rc != CAP_OK) return rc;
-        json_t *e = json_object();
-        if (!j_push(slots, e)) {
-            json_decref(target);
-            return CAP_ENOMEM;
-        }
-        if (!j_put(e, "slot", json_integer(slot)) || !j_put(e, "target", target)) return CAP_ENOMEM;
     }
     return CAP_OK;
 }
 
-static int from_data(const cap_t *c, json_t *o)
+static int from_type(const cap_t *c, jw_t *w)
+{
+    jw_key(w, "image_hash_chain");
+    jw_hash(w, cap_type_image_hash_chain(c));
+    return CAP_OK;
+}
+
+static int from_cnode(const cap_t *c, jw_t *w)
+{
+    jw_key(w, "size_log");
+    jw_int(w, cap_cnode_size_log(c));
+    jw_key(w, "slots");
+    jw_open(w, true);
+    size_t n = cap_cnode_count(c);
+    for (size_t i = 0; i < n && !w->err; i++) {
+        uint32_t slot;
+        cap_target_t t;
+        cap_hash_t h;
+        int rc = cap_cnode_entry(c, i, &slot, &t);
+        if (rc == CAP_OK) rc = j_target(&t, &h);
+        if (rc != CAP_OK) return rc;
+        jw_open(w, false);
+        jw_key(w, "slot");
+        jw_int(w, slot);
+        jw_key(w, "target");
+        jw_hash(w, &h);
+        jw_close(w);
+    }
+    jw_close(w);
+    return CAP_OK;
+}
+
+static int from_data(const cap_t *c, jw_t *w)
 {
     uint32_t ps = cap_data_page_size(c);
-    if (!j_put(o, "page_size", json_integer(ps))) return CAP_ENOMEM;
-    json_t *pages = json_array();
-    if (!j_put(o, "pages", pages)) return CAP_ENOMEM;
+    jw_key(w, "page_size");
+    jw_int(w, ps);
+    jw_key(w, "pages");
+    jw_open(w, true);
     uint64_t n = cap_data_page_count(c);
-    for (uint64_t i = 0; i < n; i++) {
-        json_t *p = json_object();
-        if (!j_push(pages, p)) return CAP_ENOMEM;
+    for (uint64_t i = 0; i < n && !w->err; i++) {
+        jw_open(w, false);
+        jw_key(w, "state");
         switch (cap_data_page_state(c, i)) {
-        case CAP_PAGE_EMPTY:
-            if (!j_put(p, "state", json_string("empty"))) return CAP_ENOMEM;
-            break;
+        case CAP_PAGE_EMPTY: jw_string(w, "empty"); break;
         case CAP_PAGE_LOADED: {
             const uint8_t *b = cap_data_page_bytes(c, i);
             if (!b) return CAP_EINVAL;
-            if (!j_put(p, "state", json_string("loaded")) || !j_put(p, "bytes", j_hex(b, ps)))
-                return CAP_ENOMEM;
+            jw_string(w, "loaded");
+            jw_key(w, "bytes");
+            jw_hex(w, b, ps);
             break;
         }
         case CAP_PAGE_MISSING: {
             cap_hash_t root;
             int rc = cap_data_page_root(c, i, &root);
             if (rc != CAP_OK) return rc;
-            if (!j_put(p, "state", json_string("missing")) || !j_put(p, "root", j_hash(&root)))
-                return CAP_ENOMEM;
+            jw_string(w, "missing");
+            jw_key(w, "root");
+            jw_hash(w, &root);
             break;
         }
         default: return CAP_EINVAL;
         }
+        jw_close(w);
     }
+    jw_close(w);
     return CAP_OK;
 }
 
-static int from_instance(const cap_t *c, json_t *o)
+static int from_instance(const cap_t *c, jw_t *w)
 {
-    if (!j_put(o, "image_hash_chain", j_hash(cap_instance_image_hash_chain(c))) ||
-        !j_put(o, "image_hash", j_hash(cap_instance_image_hash(c))))
-        return CAP_ENOMEM;
+    jw_key(w, "image_hash_chain");
+    jw_hash(w, cap_instance_image_hash_chain(c));
+    jw_key(w, "image_hash");
+    jw_hash(w, cap_instance_image_hash(c));
     cap_target_t root = cap_instance_root_cnode(c);
-    json_t *rj;
-    int rc = j_target(&root, &rj);
+    cap_hash_t h;
+    int rc = j_target(&root, &h);
     if (rc != CAP_OK) return rc;
-    if (!j_put(o, "root_cnode", rj)) return CAP_ENOMEM;
-    json_t *ovs = json_array();
-    if (!j_put(o, "rw_overlays", ovs)) return CAP_ENOMEM;
+    jw_key(w, "root_cnode");
+    jw_hash(w, &h);
+    jw_key(w, "rw_overlays");
+    jw_open(w, true);
     size_t n = cap_instance_overlay_count(c);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !w->err; i++) {
         uint32_t start;
         const uint8_t *bytes;
         size_t len;
         rc = cap_instance_overlay(c, i, &start, &bytes, &len);
         if (rc != CAP_OK) return rc;
-        json_t *e = json_object();
-        if (!j_push(ovs, e)) return CAP_ENOMEM;
-        if (!j_put(e, "start", json_integer(start)) || !j_put(e, "bytes", j_hex(bytes, len)))
-            return CAP_ENOMEM;
+        jw_open(w, false);
+        jw_key(w, "start");
+        jw_int(w, start);
+        jw_key(w, "bytes");
+        jw_hex(w, bytes, len);
+        jw_close(w);
     }
+    jw_close(w);
     uint64_t regs[CAP_NUM_REGS];
     for (unsigned i = 0; i < CAP_NUM_REGS; i++) regs[i] = cap_instance_reg(c, i);
-    if (!j_put(o, "mem_size", json_integer(cap_instance_mem_size(c))) ||
-        !j_put(o, "regs", j_u64_array(regs, CAP_NUM_REGS)) ||
-        !j_put(o, "pc", j_u64(cap_instance_pc(c))) ||
-        !j_put(o, "gas_remaining", j_u64(cap_instance_gas_remaining(c))))
-        return CAP_ENOMEM;
+    jw_key(w, "mem_size");
+    jw_int(w, cap_instance_mem_size(c));
+    jw_key(w, "regs");
+    jw_u64_array(w, regs, CAP_NUM_REGS);
+    jw_key(w, "pc");
+    jw_u64(w, cap_instance_pc(c));
+    jw_key(w, "gas_remaining");
+    jw_u64(w, cap_instance_gas_remaining(c));
     return CAP_OK;
 }
 
-static json_t *j_slot_entries(const cap_slot_entry_t *e, size_t n)
+static void jw_slot_entries(jw_t *w, const cap_slot_entry_t *e, size_t n)
 {
-    json_t *a = json_array();
-    if (!a) return NULL;
+    jw_open(w, true);
     for (size_t i = 0; i < n; i++) {
-        json_t *o = json_object();
-        if (!j_push(a, o) || !j_put(o, "slot", json_integer(e[i].slot)) ||
-            !j_put(o, "cap_hash", j_hash(&e[i].cap_hash))) {
-            json_decref(a);
-            return NULL;
-        }
+        jw_open(w, false);
+        jw_key(w, "slot");
+        jw_int(w, e[i].slot);
+        jw_key(w, "cap_hash");
+        jw_hash(w, &e[i].cap_hash);
+        jw_close(w);
     }
-    return a;
+    jw_close(w);
 }
 
-static int from_image(const cap_t *c, json_t *o)
+static int from_image(const cap_t *c, jw_t *w)
 {
     cap_image_desc_t d;
     memset(&d, 0, sizeof d);
     cap_image_view(c, &d);
-    if (!j_put(o, "code", j_hex(d.code, d.code_len)) ||
-        !j_put(o, "bitmask", j_hex(d.bitmask, d.bitmask_len)) ||
-        !j_put(o, "jump_table", j_u32_array(d.jump_table, d.jump_table_len)))
-        return CAP_ENOMEM;
-    json_t *eps = json_array();
-    if (!j_put(o, "endpoints", eps)) return CAP_ENOMEM;
+    jw_key(w, "code");
+    jw_hex(w, d.code, d.code_len);
+    jw_key(w, "bitmask");
+    jw_hex(w, d.bitmask, d.bitmask_len);
+    jw_key(w, "jump_table");
+    jw_u32_array(w, d.jump_table, d.jump_table_len);
+    jw_key(w, "endpoints");
+    jw_open(w, true);
     for (size_t i = 0; i < d.endpoints_len; i++) {
         const cap_endpoint_t *ep = &d.endpoints[i];
-        json_t *e = json_object();
-        if (!j_push(eps, e) || !j_put(e, "entry_pc", j_u64(ep->entry_pc)) ||
-            !j_put(e, "stack_top", j_u64(ep->stack_top)) ||
-            !j_put(e, "arg_cnode_slot", json_integer(ep->arg_cnode_slot)) ||
-            !j_put(e, "arg_cnode_size", json_integer(ep->arg_cnode_size)) ||
-            !j_put(e, "initial_regs", j_u64_array(ep->initial_regs, CAP_NUM_REGS)))
-            return CAP_ENOMEM;
+        jw_open(w, false);
+        jw_key(w, "entry_pc");
+        jw_u64(w, ep->entry_pc);
+        jw_key(w, "stack_top");
+        jw_u64(w, ep->stack_top);
+        jw_key(w, "arg_cnode_slot");
+        jw_int(w, ep->arg_cnode_slot);
+        jw_key(w, "arg_cnode_size");
+        jw_int(w, ep->arg_cnode_size);
+        jw_key(w, "initial_regs");
+        jw_u64_array(w, ep->initial_regs, CAP_NUM_REGS);
+        jw_close(w);
     }
-    json_t *maps = json_array();
-    if (!j_put(o, "mappings", maps)) return CAP_ENOMEM;
+    jw_close(w);
+    jw_key(w, "mappings");
+    jw_open(w, true);
     for (size_t i = 0; i < d.mappings_len; i++) {
         const cap_mapping_t *m = &d.mappings[i];
-        json_t *e = json_object();
-        if (!j_push(maps, e) || !j_put(e, "start", j_u64(m->start)) ||
-            !j_put(e, "size", j_u64(m->size)) ||
-            !j_put(e, "source_path", j_u32_array(m->source_path, CAP_MAX_SOURCE_DEPTH)) ||
-            !j_put(e, "source_path_len", json_integer(m->source_path_len)))
-            return CAP_ENOMEM;
+        jw_open(w, false);
+        jw_key(w, "start");
+        jw_u64(w, m->start);
+        jw_key(w, "size");
+        jw_u64(w, m->size);
+        jw_key(w, "source_path");
+        jw_u32_array(w, m->source_path, CAP_MAX_SOURCE_DEPTH);
+        jw_key(w, "source_path_len");
+        jw_int(w, m->source_path_len);
+        jw_close(w);
     }
-    if (!j_put(o, "pinned", j_slot_entries(d.pinned, d.pinned_len)) ||
-        !j_put(o, "initial", j_slot_entries(d.initial, d.initial_len)) ||
-        !j_put(o, "yield_marker_slot",
-               d.has_yield_marker ? json_integer(d.yield_marker_slot) : json_null()))
-        return CAP_ENOMEM;
+    jw_close(w);
+    jw_key(w, "pinned");
+    jw_slot_entries(w, d.pinned, d.pinned_len);
+    jw_key(w, "initial");
+    jw_slot_entries(w, d.initial, d.initial_len);
+    jw_key(w, "yield_marker_slot");
+    if (d.has_yield_marker)
+        jw_int(w, d.yield_marker_slot);
+    else
+        jw_null(w);
     return CAP_OK;
 }
 
-int capjson_from_cap(const cap_t *c, json_t **out)
+/* Print the cap into w (then flushed). */
+static int write_cap(const cap_t *c, jw_t *w)
 {
-    *out = NULL;
-    if (!c) return CAP_EINVAL;
-    if (cap_kind(c) > CAP_KIND_TYPE) return CAP_EINVAL;
-    const char *name = cli_kind_name(cap_kind(c));
-    json_t *o = json_object();
-    if (!o) return CAP_ENOMEM;
-    int rc = j_put(o, "kind", json_string(name)) ? CAP_OK : CAP_ENOMEM;
-    if (rc == CAP_OK) {
-        switch (cap_kind(c)) {
-        case CAP_KIND_INSTANCE: rc = from_instance(c, o); break;
-        case CAP_KIND_IMAGE: rc = from_image(c, o); break;
-        case CAP_KIND_DATA: rc = from_data(c, o); break;
-        case CAP_KIND_CNODE: rc = from_cnode(c, o); break;
-        case CAP_KIND_TYPE: rc = from_type(c, o); break;
-        }
+    if (!c || cap_kind(c) > CAP_KIND_TYPE) return CAP_EINVAL;
+    int rc = check_settled(c);
+    if (rc != CAP_OK) return rc;
+    jw_open(w, false);
+    jw_key(w, "kind");
+    jw_string(w, cli_kind_name(cap_kind(c)));
+    switch (cap_kind(c)) {
+    case CAP_KIND_INSTANCE: rc = from_instance(c, w); break;
+    case CAP_KIND_IMAGE: rc = from_image(c, w); break;
+    case CAP_KIND_DATA: rc = from_data(c, w); break;
+    case CAP_KIND_CNODE: rc = from_cnode(c, w); break;
+    case CAP_KIND_TYPE: rc = from_type(c, w); break;
     }
-    if (rc != CAP_OK) {
-        json_decref(o);
-        return rc;
-    }
-    *out = o;
-    return CAP_OK;
+    if (rc != CAP_OK) return rc;
+    jw_close(w);
+    jw_raw(w, "\n", 1);
+    jw_flush(w);
+    return w->err;
+}
+
+int capjson_write(const cap_t *c, FILE *f)
+{
+    jw_t *w = calloc(1, sizeof *w);
+    if (!w) return CAP_ENOMEM;
+    w->f = f;
+    int rc = write_cap(c, w);
+    free(w);
+    return rc;
 }
 
 int capjson_dump(const cap_t *c, char **text)
 {
-    json_t *j;
     *text = NULL;
-    int rc = capjson_from_cap(c, &j);
-    if (rc != CAP_OK) return rc;
-    char *s = json_dumps(j, JSON_INDENT(2));
-    json_decref(j);
-    if (!s) return CAP_ENOMEM;
-    size_t n = strlen(s);
-    char *t = realloc(s, n + 2);
-    if (!t) {
-        free(s);
-        return CAP_ENOMEM;
-    }
-    t[n] = '\n';
-    t[n + 1] = 0;
-    *text = t;
-    return CAP_OK;
+    jw_t *w = calloc(1, sizeof *w);
+    if (!w) return CAP_ENOMEM;
+    int rc = write_cap(c, w);
+    if (rc == CAP_OK && !w->mem) rc = CAP_ENOMEM; /* never: the text is not empty */
+    if (rc == CAP_OK)
+        *text = w->mem;
+    else
+        free(w->mem);
+    free(w);
+    return rc;
 }
 
 /* ===================================================================================== */
@@ -298,14 +471,17 @@ typedef struct jctx {
     char *msg;
     size_t msg_len;
     const cap_alloc_t *alloc;
+    const capjson_pages_t *pages; /* the top-level "pages" list, read as records */
 } jctx_t;
 
+/* No snprintf in these: they run twice for every page of a Data cap. */
 static void path_append(jctx_t *c, const char *text)
 {
-    size_t room = sizeof c->path - c->len;
-    int w = snprintf(c->path + c->len, room, "%s", text);
-    if (w < 0) return;
-    c->len += (size_t)w < room ? (size_t)w : room - 1;
+    size_t n = strlen(text), room = sizeof c->path - 1 - c->len;
+    if (n > room) n = room;
+    memcpy(c->path + c->len, text, n);
+    c->len += n;
+    c->path[c->len] = 0;
 }
 
 static size_t path_key(jctx_t *c, const char *key)
@@ -319,9 +495,13 @@ static size_t path_key(jctx_t *c, const char *key)
 static size_t path_index(jctx_t *c, size_t i)
 {
     size_t old = c->len;
-    char buf[32];
-    snprintf(buf, sizeof buf, "[%zu]", i);
-    path_append(c, buf);
+    char buf[32], *p = buf + sizeof buf;
+    *--p = 0;
+    *--p = ']';
+    do *--p = (char)('0' + i % 10);
+    while (i /= 10);
+    *--p = '[';
+    path_append(c, p);
     return old;
 }
 
@@ -651,12 +831,148 @@ static int to_cnode(jctx_t *c, const json_t *j, cap_t **out)
     return CAP_OK;
 }
 
-static int to_data(jctx_t *c, const json_t *j, cap_t **out)
+/* --- Data pages: JSON element -> record -> cap ------------------------------------------ */
+
+static bool rec_reserve(capjson_pages_t *p, size_t more)
 {
-    static const char *const keys[] = {"kind", "page_size", "pages", NULL};
+    if (p->cap - p->len >= more) return true;
+    size_t nc = p->cap ? p->cap : 4096;
+    while (nc - p->len < more) {
+        if (nc > SIZE_MAX / 2) return false;
+        nc *= 2;
+    }
+    /* Large blocks are their own mappings: glibc's realloc moves them with
+     * mremap, without a second copy being resident. */
+    uint8_t *r = realloc(p->rec, nc);
+    if (!r) return false;
+    p->rec = r;
+    p->cap = nc;
+    return true;
+}
+
+/* One element of the page list -> a record (see capjson_pages_t). The checks
+ * and messages are those a page always had; the ones that need the page size
+ * or the cap (a Loaded page's length) wait for page_apply. */
+static int page_read(jctx_t *c, capjson_pages_t *pages, const json_t *p)
+{
     static const char *const empty_keys[] = {"state", NULL};
     static const char *const loaded_keys[] = {"state", "bytes", NULL};
     static const char *const missing_keys[] = {"state", "root", NULL};
+    if (!json_is_object(p)) return jfail(c, CAP_EINVAL, "expected an object, got %s", json_type_name(p));
+    const json_t *st = json_object_get(p, "state");
+    const char *s = json_is_string(st) ? json_string_value(st) : NULL;
+    if (!s || (strcmp(s, "empty") != 0 && strcmp(s, "loaded") != 0 && strcmp(s, "missing") != 0)) {
+        path_key(c, "state");
+        return jfail(c, CAP_EINVAL, "%s: expected \"empty\", \"loaded\" or \"missing\"",
+                     st ? "bad page state" : "missing required field");
+    }
+    int rc;
+    if (strcmp(s, "empty") == 0) {
+        rc = check_object(c, p, empty_keys);
+        if (rc != CAP_OK) return rc;
+        if (!rec_reserve(pages, 1)) return jfail(c, CAP_ENOMEM, "out of memory");
+        pages->rec[pages->len++] = CAP_PAGE_EMPTY;
+    } else if (strcmp(s, "loaded") == 0) {
+        uint8_t *b = NULL;
+        size_t bn = 0;
+        const json_t *bv;
+        size_t o2;
+        rc = check_object(c, p, loaded_keys);
+        if (rc == CAP_OK) rc = field(c, p, "bytes", true, &bv, &o2);
+        if (rc == CAP_OK) rc = as_bytes(c, bv, &b, &bn);
+        if (rc != CAP_OK) return rc;
+        if (bn > SIZE_MAX - 9 || !rec_reserve(pages, 9 + bn)) {
+            free(b);
+            return jfail(c, CAP_ENOMEM, "out of memory");
+        }
+        uint64_t len = bn;
+        pages->rec[pages->len] = CAP_PAGE_LOADED;
+        memcpy(pages->rec + pages->len + 1, &len, 8);
+        memcpy(pages->rec + pages->len + 9, b, bn);
+        pages->len += 9 + bn;
+        free(b);
+    } else {
+        cap_hash_t root;
+        rc = check_object(c, p, missing_keys);
+        if (rc == CAP_OK) rc = get_hash(c, p, "root", true, &root);
+        if (rc != CAP_OK) return rc;
+        if (!rec_reserve(pages, 33)) return jfail(c, CAP_ENOMEM, "out of memory");
+        pages->rec[pages->len] = CAP_PAGE_MISSING;
+        memcpy(pages->rec + pages->len + 1, root.bytes, 32);
+        pages->len += 33;
+    }
+    return CAP_OK;
+}
+
+int capjson_pages_add(capjson_pages_t *pages, const json_t *page)
+{
+    uint64_t i = pages->count++;
+    if (pages->bad) return CAP_OK;
+    jctx_t c; /* not memset: this runs for every page */
+    c.len = 0;
+    c.path[0] = 0;
+    c.msg = pages->bad_msg;
+    c.msg_len = sizeof pages->bad_msg;
+    c.alloc = NULL;
+    c.pages = NULL;
+    path_key(&c, "pages");
+    path_index(&c, (size_t)i);
+    size_t mark = pages->len;
+    int rc = page_read(&c, pages, page);
+    if (rc == CAP_OK) return CAP_OK;
+    pages->len = mark;
+    if (rc == CAP_ENOMEM) return rc;
+    pages->bad = true;
+    pages->bad_rc = rc;
+    pages->bad_index = i;
+    return CAP_OK;
+}
+
+void capjson_pages_free(capjson_pages_t *pages)
+{
+    free(pages->rec);
+    pages->rec = NULL;
+    pages->len = pages->cap = 0;
+}
+
+/* Set page i of d from the record at *at (then moved past it), at path
+ * "pages[i]". */
+static int page_apply(jctx_t *c, cap_t *d, uint64_t i, const uint8_t *rec, size_t *at)
+{
+    const uint8_t *r = rec + *at;
+    int rc;
+    switch (r[0]) {
+    case CAP_PAGE_EMPTY:
+        *at += 1;
+        rc = cap_data_set_page_empty(d, i);
+        return rc == CAP_OK ? rc : jfail_lib(c, rc, NULL);
+    case CAP_PAGE_LOADED: {
+        uint64_t bn;
+        memcpy(&bn, r + 1, 8);
+        *at += 9 + (size_t)bn;
+        cap_err_t err;
+        memset(&err, 0, sizeof err);
+        rc = cap_data_set_page(d, i, r + 9, (size_t)bn, &err);
+        if (rc == CAP_OK) return rc;
+        path_key(c, "bytes");
+        if (rc == CAP_EPAGESIZE)
+            return jfail(c, rc, "%s: expected %" PRIu64 " bytes, got %" PRIu64, cap_strerror(rc),
+                         err.expected ? err.expected : cap_data_page_size(d), err.got ? err.got : bn);
+        return jfail_lib(c, rc, NULL);
+    }
+    default: {
+        cap_hash_t root;
+        memcpy(root.bytes, r + 1, 32);
+        *at += 33;
+        rc = cap_data_set_page_missing(d, i, &root);
+        return rc == CAP_OK ? rc : jfail_lib(c, rc, NULL);
+    }
+    }
+}
+
+static int to_data(jctx_t *c, const json_t *j, cap_t **out)
+{
+    static const char *const keys[] = {"kind", "page_size", "pages", NULL};
     int rc = check_object(c, j, keys);
     if (rc != CAP_OK) return rc;
     uint64_t ps;
@@ -669,63 +985,28 @@ static int to_data(jctx_t *c, const json_t *j, cap_t **out)
         return jfail_lib(c, rc, rc == CAP_EINVAL ? "a power of two in 32..65536" : NULL);
     }
     const json_t *arr;
-    size_t n, old;
-    rc = get_array(c, j, "pages", &arr, &n, &old);
+    size_t old, tree_n;
+    uint64_t n = 0;
+    rc = get_array(c, j, "pages", &arr, &tree_n, &old);
+    /* An array here is always the placeholder of the streamed list: the
+     * reader streams the top level's "pages" whenever it is an array. */
+    const capjson_pages_t *pages = c->pages;
+    if (rc == CAP_OK && arr && (!pages || arr != pages->placeholder))
+        rc = jfail(c, CAP_EINVAL, "internal error: the page list was not streamed");
+    if (rc == CAP_OK && arr) n = pages->count;
     if (rc == CAP_OK && n) {
         rc = cap_data_resize(d, n);
         if (rc != CAP_OK) rc = jfail_lib(c, rc, NULL);
     }
-    for (size_t i = 0; rc == CAP_OK && i < n; i++) {
-        size_t o = path_index(c, i);
-        const json_t *p = json_array_get(arr, i);
-        if (!json_is_object(p)) {
-            rc = jfail(c, CAP_EINVAL, "expected an object, got %s", json_type_name(p));
+    size_t at = 0;
+    for (uint64_t i = 0; rc == CAP_OK && i < n; i++) {
+        if (pages->bad && i == pages->bad_index) {
+            if (c->msg && c->msg_len) snprintf(c->msg, c->msg_len, "%s", pages->bad_msg);
+            rc = pages->bad_rc;
             break;
         }
-        const json_t *st = json_object_get(p, "state");
-        const char *s = json_is_string(st) ? json_string_value(st) : NULL;
-        if (!s || (strcmp(s, "empty") != 0 && strcmp(s, "loaded") != 0 && strcmp(s, "missing") != 0)) {
-            path_key(c, "state");
-            rc = jfail(c, CAP_EINVAL, "%s: expected \"empty\", \"loaded\" or \"missing\"",
-                       st ? "bad page state" : "missing required field");
-            break;
-        }
-        if (strcmp(s, "empty") == 0) {
-            rc = check_object(c, p, empty_keys);
-            if (rc == CAP_OK) {
-                rc = cap_data_set_page_empty(d, i);
-                if (rc != CAP_OK) rc = jfail_lib(c, rc, NULL);
-            }
-        } else if (strcmp(s, "loaded") == 0) {
-            uint8_t *b = NULL;
-            size_t bn = 0;
-            const json_t *bv;
-            size_t o2;
-            rc = check_object(c, p, loaded_keys);
-            if (rc == CAP_OK) rc = field(c, p, "bytes", true, &bv, &o2);
-            if (rc == CAP_OK) rc = as_bytes(c, bv, &b, &bn);
-            if (rc == CAP_OK) {
-                cap_err_t err;
-                memset(&err, 0, sizeof err);
-                rc = cap_data_set_page(d, i, b, bn, &err);
-                if (rc == CAP_EPAGESIZE)
-                    rc = jfail(c, rc, "%s: expected %" PRIu64 " bytes, got %" PRIu64, cap_strerror(rc),
-                               err.expected ? err.expected : ps, err.got ? err.got : (uint64_t)bn);
-                else if (rc != CAP_OK)
-                    rc = jfail_lib(c, rc, NULL);
-                else
-                    path_pop(c, o2);
-            }
-            free(b);
-        } else {
-            cap_hash_t root;
-            rc = check_object(c, p, missing_keys);
-            if (rc == CAP_OK) rc = get_hash(c, p, "root", true, &root);
-            if (rc == CAP_OK) {
-                rc = cap_data_set_page_missing(d, i, &root);
-                if (rc != CAP_OK) rc = jfail_lib(c, rc, NULL);
-            }
-        }
+        size_t o = path_index(c, (size_t)i);
+        rc = page_apply(c, d, i, pages->rec, &at);
         if (rc == CAP_OK) path_pop(c, o);
     }
     if (rc != CAP_OK) {
@@ -1060,13 +1341,15 @@ static int to_image(jctx_t *c, const json_t *j, cap_t **out)
     return rc;
 }
 
-int capjson_to_cap(const json_t *j, const cap_alloc_t *a, cap_t **out, char *msg, size_t msg_len)
+int capjson_tree_to_cap(const json_t *j, const capjson_pages_t *pages, const cap_alloc_t *a,
+                        cap_t **out, char *msg, size_t msg_len)
 {
     jctx_t c;
     memset(&c, 0, sizeof c);
     c.msg = msg;
     c.msg_len = msg_len;
     c.alloc = a;
+    c.pages = pages;
     if (msg && msg_len) msg[0] = 0;
     *out = NULL;
     if (!json_is_object(j)) return jfail(&c, CAP_EINVAL, "expected a JSON object (a cap), got %s", json_type_name(j));
@@ -1087,21 +1370,3 @@ int capjson_to_cap(const json_t *j, const cap_alloc_t *a, cap_t **out, char *msg
                  "unknown kind \"%s\" (expected instance, image, data, cnode or type)", kind);
 }
 
-int capjson_parse(const char *text, size_t n, const cap_alloc_t *a, cap_t **out, char *msg,
-                  size_t msg_len)
-{
-    json_error_t jerr;
-    *out = NULL;
-    json_t *j = json_loadb(text, n, JSON_REJECT_DUPLICATES, &jerr);
-    if (!j) {
-        if (msg && msg_len)
-            snprintf(msg, msg_len, "line %d, column %d: %s%s", jerr.line, jerr.column, jerr.text,
-                     strncmp(jerr.text, "too big integer", 15) == 0
-                         ? " (write u64 values above 2^53 as decimal strings)"
-                         : "");
-        return CAP_EINVAL;
-    }
-    int rc = capjson_to_cap(j, a, out, msg, msg_len);
-    json_decref(j);
-    return rc;
-}

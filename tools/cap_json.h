@@ -6,11 +6,17 @@
  * Conversions go through the public API only: reading uses the cap getters,
  * building uses the constructors and setters, so the library's validation
  * (slot range, zero targets, page sizes, Image rules) applies, and its errors
- * are reported with the JSON field path (e.g. "slots[2].target: ..."). */
+ * are reported with the JSON field path (e.g. "slots[2].target: ...").
+ *
+ * Both directions stream, so that memory stays in proportion to the input
+ * (a Data cap has up to 2^32 pages, one JSON object each): the writer prints
+ * as it walks the cap, and the reader (tools/cap_json_stream.c) parses its
+ * input in chunks, turning the page list into compact records as it goes
+ * and keeping a tree of the rest only, which is small. */
 #ifndef CAPSTORE_CAP_JSON_H
 #define CAPSTORE_CAP_JSON_H
 
-#include <jansson.h>
+#include <stdio.h>
 
 #include "capstore/cap.h"
 
@@ -18,23 +24,28 @@
  * decimal strings (JSON readers that use doubles stay exact). */
 #define CAPJSON_U64_NUMBER_MAX (1ull << 53)
 
-/* The JSON form of a settled cap: *out is a new json_t (json_decref it).
- * CAP_EUNSETTLED if the cap holds a Ref (the JSON form has hashes only),
- * CAP_ENOMEM. */
-int capjson_from_cap(const cap_t *c, json_t **out);
+/* Returned by capjson_write when writing to the stream failed (errno or
+ * ferror tell why); distinct from the cap error codes, which are negative. */
+#define CAPJSON_EWRITE 1
 
-/* The same, serialized: pretty-printed (two-space indent), ending in a
- * newline. *text is malloc'd (free it). */
+/* Print the JSON form of a settled cap to f: pretty-printed (two-space
+ * indent), ending in a newline. Returns CAP_OK, CAP_EUNSETTLED if the cap
+ * holds a Ref (the JSON form has hashes only; nothing is printed then),
+ * CAP_ENOMEM, or CAPJSON_EWRITE (output stops at the first failed write). */
+int capjson_write(const cap_t *c, FILE *f);
+
+/* The same text in memory: *text is malloc'd and NUL-terminated (free it). */
 int capjson_dump(const cap_t *c, char **text);
 
-/* Build a cap from its JSON form; *out is a new, writable cap made with `a`.
- * On error returns a cap error code (CAP_EINVAL for a shape or type error,
- * else the library's code) and writes "<field path>: <what is wrong>" into
- * msg (always NUL-terminated when msg_len > 0). */
-int capjson_to_cap(const json_t *j, const cap_alloc_t *a, cap_t **out, char *msg, size_t msg_len);
+/* Build a cap from its JSON form, read from f to its end in chunks; *out is
+ * a new, writable cap made with `a`. On error returns a cap error code
+ * (CAP_EINVAL for a syntax, shape or type error, else the library's code)
+ * and writes into msg (always NUL-terminated when msg_len > 0) either
+ * "line L, column C: <what is wrong>" for a syntax error, or
+ * "<field path>: <what is wrong>". */
+int capjson_read(FILE *f, const cap_alloc_t *a, cap_t **out, char *msg, size_t msg_len);
 
-/* Parse JSON text and build the cap. A syntax error is reported as
- * "line L, column C: <jansson's message>". */
+/* The same from n bytes of text in memory. */
 int capjson_parse(const char *text, size_t n, const cap_alloc_t *a, cap_t **out, char *msg,
                   size_t msg_len);
 

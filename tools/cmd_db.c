@@ -1,48 +1,56 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
-/* capstore db stats|get|put|check: the LMDB blob database (default
- * ./capstore.lmdb). See docs/persistence.md. */
+/* capstore db stats|get|put|check: the LMDB blob database, named by --db
+ * PATH, else $CAPSTORE_DB, else ./capstore.lmdb (cli_db_path). See
+ * docs/persistence.md. The check is in cmd_db_check.c. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "capstore/host.h"
 #include "capstore/persist.h"
 #include "cli.h"
+#include "cmd_db.h"
+#include "db_guard.h"
 
-#define DB_DEFAULT "./capstore.lmdb"
-
-static const char usage[] = "capstore db stats [DB] | get [DB] HASH | put [DB] FILE... | check [DB]";
+static const char usage[] =
+    "capstore db [--db PATH] stats [--json] | get [--raw] HASH | put FILE... | check";
 
 static void help(void)
 {
-    printf("usage: capstore db stats [DB]\n"
-           "       capstore db get [--raw] [DB] HASH\n"
-           "       capstore db put [DB] FILE...\n"
-           "       capstore db check [DB]\n\n"
+    printf("usage: capstore db [--db PATH] stats [--json]\n"
+           "       capstore db [--db PATH] get [--raw] HASH\n"
+           "       capstore db [--db PATH] put FILE...\n"
+           "       capstore db [--db PATH] check\n\n"
            "The LMDB blob database: blobs keyed by cap hash, stored in the wire form.\n"
-           "DB is the database file (default %s; --db PATH names it explicitly);\n"
-           "it is a single file, with DB-lock beside it.\n\n"
+           "The database is the file given by --db PATH (before or after the action),\n"
+           "else the CAPSTORE_DB environment variable, else %s. It is a single\n"
+           "file, with PATH-lock beside it. Other arguments are always hashes or files.\n\n"
            "  stats  blob count, total bytes of the stored blobs, map size, file usage\n"
-           "  get    the wire bytes stored under HASH (64 hex digits) on standard output;\n"
-           "         they are decoded and their hash checked first (--raw: not checked)\n"
+           "         (--json: one JSON object)\n"
+           "  get    the wire bytes stored under HASH (64 hex digits) on standard output\n"
+           "         (never to a terminal); they are decoded and their hash checked first\n"
+           "         (--raw: not checked)\n"
            "  put    decode each wire FILE ('-' = standard input), hash it, and store\n"
            "         them all in one transaction; prints each hash, in order. Nothing\n"
-           "         is stored if any file is malformed\n"
-           "  check  decode and re-hash every blob; lists each bad entry\n\n"
-           "Telling DB from the other arguments: for get, an argument of 64 hex digits\n"
-           "is the HASH and another one is DB; for put, the first of two or more\n"
-           "arguments is DB when it ends in \".lmdb\" or is an existing LMDB file.\n"
-           "stats, get and check never create the database; put does.\n\n"
-           "Exit status: 0 success, 1 bad input, a missing blob or database, or a\n"
-           "failed check, 2 usage error.\n",
-           DB_DEFAULT);
+           "         is stored if any file is malformed. Entries stored with damaged\n"
+           "         bytes are replaced: \"N repaired\" on standard error\n"
+           "  check  an integrity check: both meta pages, the file size, every page of\n"
+           "         the B-trees, every key (ascending, 32 bytes, found by a lookup),\n"
+           "         every value decoded and re-hashed; lists each problem\n\n"
+           "stats, get and check never create the database; put does. A damaged\n"
+           "database never crashes a db action: it ends with status 1 and a message.\n\n"
+           "Exit status: 0 success, 1 bad input, a missing blob or database, a damaged\n"
+           "database or a failed check, 2 usage error.\n",
+           CLI_DB_DEFAULT);
 }
 
-static int db_error(const char *sub, const char *path, int rc, const cap_err_t *e)
+int db_error(const char *sub, const char *path, int rc, const cap_err_t *e)
 {
-    char msg[256];
+    char msg[512];
     cap_err_t copy = *e;
     if (copy.code == 0) copy.code = rc;
     cap_err_format(&copy, msg, sizeof msg);
@@ -50,8 +58,15 @@ static int db_error(const char *sub, const char *path, int rc, const cap_err_t *
     return CLI_EBADINPUT;
 }
 
-static int open_db(const char *sub, const char *path, bool create, cap_backend_t **out)
+int db_open(const char *sub, const char *path, bool create, cap_backend_t **out)
 {
+    *out = NULL;
+    struct stat sb;
+    if (!create && stat(path, &sb) != 0 && errno == ENOENT) {
+        cli_error(sub, "no database at %s", path);
+        return CLI_EBADINPUT;
+    }
+    db_guard_arm(path);
     cap_lmdb_options_t o;
     memset(&o, 0, sizeof o);
     o.flags = create ? 0 : CAP_LMDB_READONLY;
@@ -87,41 +102,13 @@ static void parse_hex64(const char *s, cap_hash_t *h)
     }
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-/* An existing file that starts with an LMDB meta page (magic 0xBEEFC0DE at
- * byte 16, native endianness). */
-static bool looks_like_lmdb(const char *path)
-{
-    if (strcmp(path, "-") == 0) return false;
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    uint8_t head[20];
-    size_t got = fread(head, 1, sizeof head, f);
-    fclose(f);
-    if (got < sizeof head) return false;
-    uint32_t magic;
-    memcpy(&magic, head + 16, 4);
-    return magic == 0xBEEFC0DEu;
-}
-
-/* Progress on stderr (only when it is a terminal), at most once a second. */
-typedef struct progress {
-    bool on;
-    time_t last;
-} progress_t;
-
-static void progress_init(progress_t *p)
+void db_progress_init(db_progress_t *p)
 {
     p->on = isatty(2);
     p->last = time(NULL);
 }
 
-static void progress_tick(progress_t *p, const char *what, uint64_t done, uint64_t total)
+void db_progress_tick(db_progress_t *p, const char *what, uint64_t done, uint64_t total)
 {
     if (!p->on) return;
     time_t now = time(NULL);
@@ -133,17 +120,32 @@ static void progress_tick(progress_t *p, const char *what, uint64_t done, uint64
         fprintf(stderr, "\r%s %llu", what, (unsigned long long)done);
 }
 
-static void progress_end(progress_t *p)
+void db_progress_end(db_progress_t *p)
 {
     if (p->on && p->last) fprintf(stderr, "\r\033[K");
 }
 
 /* stats ---------------------------------------------------------------------------------------- */
 
-static int db_stats(const char *path)
+/* `s` as a JSON string (quotes included). */
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+static int db_stats(const char *path, bool json)
 {
     cap_backend_t *db;
-    int rc = open_db("db stats", path, false, &db);
+    int rc = db_open("db stats", path, false, &db);
     if (rc != CLI_OK) return rc;
     cap_lmdb_stats_t st;
     cap_err_t e;
@@ -151,6 +153,15 @@ static int db_stats(const char *path)
     int crc = cap_lmdb_stats(db, &st, &e);
     cap_backend_free(db);
     if (crc != CAP_OK) return db_error("db stats", path, crc, &e);
+    if (json) {
+        printf("{\"database\": ");
+        json_string(path);
+        printf(", \"blobs\": %llu, \"bytes\": %llu, \"map_size\": %llu, \"used_bytes\": %llu, "
+               "\"page_size\": %u, \"depth\": %u}\n",
+               (unsigned long long)st.blobs, (unsigned long long)st.bytes, (unsigned long long)st.map_size,
+               (unsigned long long)st.used_bytes, (unsigned)st.page_size, (unsigned)st.depth);
+        return CLI_OK;
+    }
     printf("database:   %s\n", path);
     printf("blobs:      %llu\n", (unsigned long long)st.blobs);
     printf("bytes:      %llu\n", (unsigned long long)st.bytes);
@@ -168,7 +179,7 @@ static int db_get(const char *path, const char *hex, bool raw)
     cap_hash_t h;
     parse_hex64(hex, &h);
     cap_backend_t *db;
-    int rc = open_db("db get", path, false, &db);
+    int rc = db_open("db get", path, false, &db);
     if (rc != CLI_OK) return rc;
     const cap_alloc_t *a = cap_alloc_libc();
     uint8_t *bytes = NULL;
@@ -195,7 +206,7 @@ static int db_get(const char *path, const char *hex, bool raw)
     size_t w = n ? fwrite(bytes, 1, n, stdout) : 0;
     free(bytes);
     if (w != n || fflush(stdout) != 0) {
-        cli_error("db get", "writing standard output failed");
+        cli_error("db get", "error writing standard output: %s", strerror(errno));
         return CLI_EBADINPUT;
     }
     return CLI_OK;
@@ -215,8 +226,8 @@ static int db_put(const char *path, char **files, int nfiles)
     }
     int status = CLI_OK;
     int stdin_uses = 0;
-    progress_t pr;
-    progress_init(&pr);
+    db_progress_t pr;
+    db_progress_init(&pr);
     for (int i = 0; i < nfiles; i++) {
         if (strcmp(files[i], "-") == 0 && stdin_uses++) {
             cli_error("db put", "standard input ('-') given twice");
@@ -233,16 +244,17 @@ static int db_put(const char *path, char **files, int nfiles)
             cli_error("db put", "%s: %s", cli_display_name(files[i]), cap_strerror(hrc));
             status = CLI_EBADINPUT;
         }
-        progress_tick(&pr, "decoded", (uint64_t)i + 1, (uint64_t)nfiles);
+        db_progress_tick(&pr, "decoded", (uint64_t)i + 1, (uint64_t)nfiles);
     }
-    progress_end(&pr);
+    db_progress_end(&pr);
     if (status == CLI_OK) {
         cap_backend_t *db;
-        status = open_db("db put", path, true, &db);
+        status = db_open("db put", path, true, &db);
         if (status == CLI_OK) {
             cap_err_t e;
             memset(&e, 0, sizeof e);
-            int rc = cap_persist_put_batch(db, caps, hashes, (size_t)nfiles, cap_alloc_libc(), NULL, &e);
+            cap_backend_write_result_t res = {0, 0};
+            int rc = cap_persist_put_many(db, caps, hashes, (size_t)nfiles, cap_alloc_libc(), &res, &e);
             cap_backend_free(db);
             if (rc != CAP_OK) {
                 status = db_error("db put", path, rc, &e);
@@ -252,6 +264,10 @@ static int db_put(const char *path, char **files, int nfiles)
                     cli_hex(hex, hashes[i].bytes, 32);
                     printf("%s\n", hex);
                 }
+                /* Entries that held damaged bytes: standard output stays one hash a line. */
+                if (res.repaired)
+                    fprintf(stderr, "capstore db put: %s: %zu repaired (damaged bytes replaced)\n", path,
+                            res.repaired);
             }
         }
     } else {
@@ -263,128 +279,78 @@ static int db_put(const char *path, char **files, int nfiles)
     return status;
 }
 
-/* check ---------------------------------------------------------------------------------------- */
+/* dispatch ------------------------------------------------------------------------------------- */
 
-typedef struct check_state {
-    uint64_t checked, bad;
-    progress_t pr;
-} check_state_t;
-
-static int check_one(void *arg, const cap_hash_t *h, const uint8_t *bytes, size_t n)
+/* The action: the first argument that is neither an option nor the value of
+ * --db. Its index, or 0 when there is none. */
+static int find_action(int argc, char **argv)
 {
-    check_state_t *cs = arg;
-    cs->checked++;
-    char hex[65];
-    cap_err_t e;
-    memset(&e, 0, sizeof e);
-    cap_t *c = NULL;
-    int rc = cap_wire_decode(bytes, n, cap_alloc_libc(), &c, &e);
-    if (rc == CAP_OK) {
-        cap_hash_t got;
-        rc = cap_hash(c, &got);
-        if (rc != CAP_OK) {
-            cap_backend_fail(&e, rc, "cannot hash");
-        } else if (memcmp(got.bytes, h->bytes, 32) != 0) {
-            char ghex[65];
-            cli_hex(ghex, got.bytes, 32);
-            cli_hex(hex, h->bytes, 32);
-            printf("bad %s: bytes hash to %s\n", hex, ghex);
-            cs->bad++;
-            rc = CAP_OK;
-            cap_release(c);
-            progress_tick(&cs->pr, "checked", cs->checked, 0);
-            return 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--db") == 0) {
+            i++;
+            continue;
         }
-        cap_release(c);
+        if (strcmp(argv[i], "--") == 0) return i + 1 < argc ? i + 1 : 0;
+        if (argv[i][0] != '-' || strcmp(argv[i], "-") == 0) return i;
     }
-    if (rc != CAP_OK) {
-        char msg[256];
-        if (e.code == 0) e.code = rc;
-        cap_err_format(&e, msg, sizeof msg);
-        cli_hex(hex, h->bytes, 32);
-        printf("bad %s: %s\n", hex, msg);
-        cs->bad++;
-    }
-    progress_tick(&cs->pr, "checked", cs->checked, 0);
     return 0;
 }
 
-static int db_check(const char *path)
-{
-    cap_backend_t *db;
-    int rc = open_db("db check", path, false, &db);
-    if (rc != CLI_OK) return rc;
-    check_state_t cs;
-    memset(&cs, 0, sizeof cs);
-    progress_init(&cs.pr);
-    cap_err_t e;
-    memset(&e, 0, sizeof e);
-    int crc = cap_backend_iterate(db, check_one, &cs, &e);
-    progress_end(&cs.pr);
-    cap_backend_free(db);
-    if (crc != CAP_OK) return db_error("db check", path, crc, &e);
-    printf("%llu blobs checked, %llu bad\n", (unsigned long long)cs.checked, (unsigned long long)cs.bad);
-    return cs.bad ? CLI_EBADINPUT : CLI_OK;
-}
-
-/* dispatch ------------------------------------------------------------------------------------- */
-
 int cmd_db(int argc, char **argv)
 {
-    if (argc < 2) return cli_usage_error("db", usage, "missing action (stats, get, put or check)");
-    if (cli_is_help(argv[1])) {
-        help();
-        return CLI_OK;
+    int ai = find_action(argc, argv);
+    if (ai == 0) {
+        for (int i = 1; i < argc; i++)
+            if (cli_is_help(argv[i])) {
+                help();
+                return CLI_OK;
+            }
+        return cli_usage_error("db", usage, "missing action (stats, get, put or check)");
     }
-    const char *action = argv[1];
+    const char *action = argv[ai];
     char sub[32];
     snprintf(sub, sizeof sub, "db %s", action);
     bool is_stats = strcmp(action, "stats") == 0, is_get = strcmp(action, "get") == 0;
     bool is_put = strcmp(action, "put") == 0, is_check = strcmp(action, "check") == 0;
     if (!is_stats && !is_get && !is_put && !is_check)
         return cli_usage_error("db", usage, "unknown action '%s'", action);
+    /* Drop the action; the options may stand before or after it. */
+    for (int i = ai; i + 1 < argc; i++) argv[i] = argv[i + 1];
+    argc--;
 
-    cli_opt_t opts[] = {{"--db", true, false, NULL}, {"--raw", false, false, NULL}, {NULL, false, false, NULL}};
+    cli_opt_t opts[] = {{"--db", true, false, NULL},
+                        {"--raw", false, false, NULL},
+                        {"--json", false, false, NULL},
+                        {NULL, false, false, NULL}};
     bool want_help;
     int npos;
-    int rc = cli_parse_args(sub, usage, argc - 1, argv + 1, opts, &want_help, &npos);
+    int rc = cli_parse_args(sub, usage, argc, argv, opts, &want_help, &npos);
     if (rc != CLI_OK) return rc;
     if (want_help) {
         help();
         return CLI_OK;
     }
-    char **pos = argv + 2; /* cli_parse_args moved the positionals to argv[1 + 1 ..] */
-    const char *db = opts[0].value;
+    char **pos = argv + 1; /* cli_parse_args moved the positionals to argv[1..] */
+    const char *db = cli_db_path(opts[0].value);
     if (opts[1].seen && !is_get) return cli_usage_error(sub, usage, "--raw applies to get only");
+    if (opts[2].seen && !is_stats) return cli_usage_error(sub, usage, "--json applies to stats only");
+    if (!*db) return cli_usage_error(sub, usage, "--db wants a file name");
 
     if (is_stats || is_check) {
-        if (npos > 1 || (npos == 1 && db)) return cli_usage_error(sub, usage, "too many arguments");
-        if (npos == 1) db = pos[0];
-        if (!db) db = DB_DEFAULT;
-        return is_stats ? db_stats(db) : db_check(db);
+        if (npos > 0)
+            return cli_usage_error(sub, usage, "unexpected argument '%s' (the database is named by --db PATH)",
+                                   pos[0]);
+        return is_stats ? db_stats(db, opts[2].seen) : db_check(db);
     }
     if (is_get) {
-        const char *hash = NULL;
-        for (int i = 0; i < npos; i++) {
-            if (is_hex64(pos[i]) && !hash) {
-                hash = pos[i];
-            } else if (!db) {
-                db = pos[i];
-            } else if (!hash) { /* neither the DB (already named) nor a HASH */
-                return cli_usage_error(sub, usage, "'%s' is not a HASH (64 hex digits)", pos[i]);
-            } else {
-                return cli_usage_error(sub, usage, "too many arguments");
-            }
-        }
-        if (!hash) return cli_usage_error(sub, usage, "missing HASH (64 hex digits)");
-        return db_get(db ? db : DB_DEFAULT, hash, opts[1].seen);
-    }
-    /* put */
-    if (npos >= 2 && !db && (ends_with(pos[0], ".lmdb") || looks_like_lmdb(pos[0]))) {
-        db = pos[0];
-        pos++;
-        npos--;
+        if (npos == 0) return cli_usage_error(sub, usage, "missing HASH (64 hex digits)");
+        if (!is_hex64(pos[0])) return cli_usage_error(sub, usage, "'%s' is not a HASH (64 hex digits)", pos[0]);
+        if (npos > 1) return cli_usage_error(sub, usage, "too many arguments (the database is named by --db PATH)");
+        if (isatty(STDOUT_FILENO))
+            return cli_usage_error(sub, usage,
+                                   "refusing to write binary wire bytes to a terminal (redirect standard output)");
+        return db_get(db, pos[0], opts[1].seen);
     }
     if (npos == 0) return cli_usage_error(sub, usage, "missing FILE");
-    return db_put(db ? db : DB_DEFAULT, pos, npos);
+    return db_put(db, pos, npos);
 }

@@ -34,17 +34,15 @@ int cmd_decode(int argc, char **argv)
     cap_t *c;
     rc = cli_decode_file("decode", argv[1], &c, NULL);
     if (rc != CLI_OK) return rc;
-    char *text;
-    int e = capjson_dump(c, &text);
+    /* Printed as the cap is walked: no text or tree of the whole is built. */
+    int e = capjson_write(c, stdout);
     cap_release(c);
-    if (e != CAP_OK) {
-        cli_error("decode", "%s: %s", cli_display_name(argv[1]), cap_strerror(e));
+    if (e == CAPJSON_EWRITE || (e == CAP_OK && (fflush(stdout) != 0 || ferror(stdout)))) {
+        cli_error("decode", "error writing standard output");
         return CLI_EBADINPUT;
     }
-    fputs(text, stdout);
-    free(text);
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        cli_error("decode", "error writing standard output");
+    if (e != CAP_OK) {
+        cli_error("decode", "%s: %s", cli_display_name(argv[1]), cap_strerror(e));
         return CLI_EBADINPUT;
     }
     return CLI_OK;

@@ -50,15 +50,18 @@ int cmd_encode(int argc, char **argv)
         return cli_usage_error("encode", usage,
                                "refusing to write binary wire bytes to a terminal (redirect or use -o)");
 
-    uint8_t *text;
-    size_t n;
-    rc = cli_read_file("encode", argv[1], &text, &n);
-    if (rc != CLI_OK) return rc;
+    /* Read as a stream: the text is never held whole (tools/cap_json.h). */
+    bool is_stdin = strcmp(argv[1], "-") == 0;
+    FILE *in = is_stdin ? stdin : fopen(argv[1], "rb");
+    if (!in) {
+        cli_error("encode", "%s: %s", argv[1], strerror(errno));
+        return CLI_EBADINPUT;
+    }
     const cap_alloc_t *a = cap_alloc_libc();
     cap_t *c;
     char msg[512];
-    int e = capjson_parse((const char *)text, n, a, &c, msg, sizeof msg);
-    free(text);
+    int e = capjson_read(in, a, &c, msg, sizeof msg);
+    if (!is_stdin) fclose(in);
     if (e != CAP_OK) {
         cli_error("encode", "%s: %s", cli_display_name(argv[1]), msg);
         return CLI_EBADINPUT;

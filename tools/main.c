@@ -6,6 +6,7 @@
 #include "bench.h"
 #include "capstore/host.h"
 #include "cli.h"
+#include "close_stdout.h"
 
 typedef struct subcommand {
     const char *name;
@@ -37,6 +38,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    cli_check_stdout_at_exit(); /* every command, --help and --version included */
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -272,6 +272,50 @@ int cap_image_new(cap_t **out, const cap_alloc_t *a, const cap_image_desc_t *d, 
 int cap_image_validate(const cap_image_desc_t *d, cap_err_t *err);
 void cap_image_view(const cap_t *c, cap_image_desc_t *out);
 
+/* Children: the caps a cap names -------------------------------------------------------- */
+
+/** The field of a cap that names another cap (docs/graph.md). The one
+ * definition: trim, the DOT writer, checkpoint and walks all use it. */
+typedef enum cap_child_field {
+    CAP_CHILD_SLOT = 0,       /**< a CNode slot; `index` is the slot */
+    CAP_CHILD_IMAGE = 1,      /**< an Instance's image_hash (only when not zero) */
+    CAP_CHILD_ROOT_CNODE = 2, /**< an Instance's root_cnode */
+    CAP_CHILD_PINNED = 3,     /**< an Image's pinned entry; `index` is its slot */
+    CAP_CHILD_INITIAL = 4     /**< an Image's initial entry; `index` is its slot */
+} cap_child_field_t;
+
+/** One child: the field that names it and the target there. The target is
+ * a Hash, or a Ref (borrowed) in a CNode slot or root_cnode of a cap not
+ * yet settled. */
+typedef struct cap_child {
+    cap_child_field_t field;
+    uint32_t index; /**< the slot (CAP_CHILD_SLOT, _PINNED, _INITIAL); else 0 */
+    cap_target_t target;
+} cap_child_t;
+
+/** Called once per child; return 0 to go on, anything else stops the
+ * enumeration, which returns that value. */
+typedef int (*cap_child_fn)(void *arg, const cap_child_t *child);
+
+/** Call `fn` for every child of `c`: a CNode's occupied slots in slot
+ * order; an Instance's image_hash (when not zero), then its root_cnode; an
+ * Image's pinned entries, then its initial entries, each in slot order.
+ * Data and Type caps have none. Returns CAP_OK, what `fn` returned to stop,
+ * or CAP_EINVAL (NULL `c` or `fn`). */
+int cap_for_each_child(const cap_t *c, cap_child_fn fn, void *arg);
+
+/** The same children, in the same order, read from a cap's wire form
+ * without decoding it (no allocation; every target a Hash). Only the parts
+ * that hold children are read and checked (bounds, offsets, slot order,
+ * no zero target): CAP_EDECODE (err->what, err->offset) when they are
+ * malformed, before `fn` is called at all. This is not a validation of the
+ * rest: cap_wire_decode is. CAP_EINVAL for NULL `fn` (or NULL `b` with n > 0). */
+int cap_wire_for_each_child(const uint8_t *b, size_t n, cap_child_fn fn, void *arg,
+                            cap_err_t *err);
+
+/** Static name of a field: "slot", "image", "root_cnode", "pinned", "initial". */
+const char *cap_child_field_name(cap_child_field_t f);
+
 /* Wire codec ---------------------------------------------------------------------------- */
 
 /** Size of the wire form. CAP_EUNSETTLED if the cap holds a Ref. */

@@ -8,6 +8,7 @@
 #include "capstore/sha256.h"
 #include "capstore/ssz.h"
 #include "capstore/cap.h"
+#include "capstore/walk.h"
 #include "capstore/store.h"
 
 #endif

@@ -34,6 +34,19 @@ cap_store_options_t cap_store_options_host(void);
 /** cap_store_new with cap_store_options_host(). */
 int cap_store_new_host(cap_store_t **out);
 
+/** A thread pool as the store's worker hook (cap_store_options_t.workers):
+ * `nthreads` threads in all, the caller of `run` included, so nthreads - 1
+ * threads are started (0: one per online CPU; 1: a pool that runs
+ * everything on the calling thread). One parallel-for runs at a time: a
+ * `run` that finds the pool busy (another store's, or one called from
+ * inside a `fn`) makes all of its calls on its own thread. Several stores
+ * may share a pool. NULL when memory or a thread could not be had. */
+cap_workers_t *cap_host_workers_new(unsigned nthreads);
+
+/** Stop the pool's threads and free it. No `run` may be in progress: free
+ * (or stop using) the stores that use it first. NULL is a no-op. */
+void cap_host_workers_free(cap_workers_t *w);
+
 #ifdef __cplusplus
 }
 #endif

@@ -20,6 +20,7 @@
 
 #include "capstore/cap.h"
 #include "capstore/sys/backend.h"
+#include "capstore/walk.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,9 +55,39 @@ int cap_persist_put(const cap_backend_t *b, const cap_t *c, cap_hash_t *out, cap
  * write_batch: all stored or none). `hashes` gives their hashes (as the
  * store knows them); NULL hashes them here, writing the hashes to
  * `hashes_out` if that is not NULL. The encodings are made into one scratch
- * buffer from `a`, freed before returning. What the store's flush calls. */
+ * buffer from `a`, freed before returning. Goes through
+ * cap_backend_write_many, so entries stored with damaged bytes are
+ * repaired. */
 int cap_persist_put_batch(const cap_backend_t *b, cap_t *const *caps, const cap_hash_t *hashes,
                           size_t n, const cap_alloc_t *a, cap_hash_t *hashes_out, cap_err_t *err);
+
+/** cap_persist_put_batch with `hashes` given, reporting in `res` (may be
+ * NULL) how many items were new and how many replaced damaged bytes
+ * (cap_backend_write_many's counts). What the store's flush and
+ * `capstore db put` call. */
+int cap_persist_put_many(const cap_backend_t *b, cap_t *const *caps, const cap_hash_t *hashes,
+                         size_t n, const cap_alloc_t *a, cap_backend_write_result_t *res,
+                         cap_err_t *err);
+
+/* Walking a graph in one backend (walk.h, docs/graph.md) --------------------------------- */
+
+/** Visit every cap reachable from `roots` in `b`, once each, reading the
+ * backend directly (cap_backend_read_many, `batch` hashes a call, breadth
+ * first): nothing is published anywhere, and no cap or bytes are kept once
+ * visited, only the set of hashes seen. `a` allocates that set, the batch
+ * and the bytes read. `fn` (may be NULL) is called per cap found; `res`
+ * (may be NULL) gets the counts and the first problems with their paths.
+ * Returns CAP_OK when every reachable hash was found (and decoded or
+ * verified, as asked); CAP_EBLOBMISSING when the walk went to the end but
+ * res->missing hashes are stored nowhere (err->hash: the first; err->detail:
+ * the field and cap that name it, its depth and root, the totals);
+ * CAP_EDECODE or CAP_EMISMATCH when none is missing but res->bad blobs are
+ * bad (err->hash: the first); what `fn` returned to stop; CAP_EBACKEND (a
+ * read failed: err); CAP_ENOMEM; CAP_EINVAL (NULL backend or allocator,
+ * NULL roots with nroots > 0, bad options). */
+int cap_backend_walk(const cap_backend_t *b, const cap_hash_t *roots, size_t nroots,
+                     const cap_walk_options_t *opt, const cap_alloc_t *a, cap_walk_fn fn,
+                     void *arg, cap_walk_result_t *res, cap_err_t *err);
 
 /* LMDB backend (host only) ------------------------------------------------------------------ */
 
@@ -105,6 +136,59 @@ int cap_lmdb_stats(const cap_backend_t *b, cap_lmdb_stats_t *st, cap_err_t *err)
 
 /** Whether `b` was made by cap_lmdb_open. */
 bool cap_backend_is_lmdb(const cap_backend_t *b);
+
+/** LMDB reads its file through a memory map and keeps no page checksums;
+ * on some damage its own assertions fail, and then it aborts the process.
+ * `fn` (NULL: none) is called first with LMDB's message, from the thread
+ * that failed; it may end the process its own way (a command prints "run
+ * capstore db check" and exits), else LMDB aborts when it returns.
+ * Process-wide. */
+typedef void (*cap_lmdb_assert_fn)(const char *msg);
+void cap_lmdb_set_assert_hook(cap_lmdb_assert_fn fn);
+
+/* Integrity check (host only) --------------------------------------------------------------- */
+
+typedef enum cap_lmdb_finding_kind {
+    CAP_LMDB_NOTE = 0,     /**< information: the meta pages, the file, page counts */
+    CAP_LMDB_PROBLEM = 1,  /**< damage to the file's structure */
+    CAP_LMDB_BAD_BLOB = 2, /**< an entry whose bytes do not decode or hash to its key */
+    CAP_LMDB_STEP = 3      /**< what the check does next (for a report if it crashes) */
+} cap_lmdb_finding_kind_t;
+
+typedef struct cap_lmdb_finding {
+    cap_lmdb_finding_kind_t kind;
+    const char *text;   /**< one sentence, borrowed for the call */
+    bool has_page;      /**< `page` names the page concerned */
+    uint64_t page;
+    bool has_key;       /**< `key` names the entry concerned */
+    cap_hash_t key;
+} cap_lmdb_finding_t;
+
+typedef void (*cap_lmdb_check_fn)(void *arg, const cap_lmdb_finding_t *f);
+
+typedef struct cap_lmdb_check_result {
+    uint64_t blobs;    /**< entries decoded and re-hashed */
+    uint64_t bad;      /**< of them, bad (CAP_LMDB_BAD_BLOB findings) */
+    uint64_t problems; /**< CAP_LMDB_PROBLEM findings */
+} cap_lmdb_check_result_t;
+
+/** Check the database file at `path`, in the spirit of SQLite's
+ * `PRAGMA integrity_check`: both meta pages (which one is in use, a page
+ * LMDB would refuse, two pages that disagree, a snapshot older than the
+ * other), the file's size against the pages the meta page claims, every
+ * page of the B-trees and the free list read with pread (headers, bounds,
+ * key order, overflow runs, every page used once), then LMDB's own view:
+ * every key ascending, 32 bytes, found again by a lookup, LMDB's entry
+ * count, each value bounds-checked against the mapping, decoded and
+ * re-hashed. Each finding goes to `fn` (may be NULL). Returns CAP_OK when
+ * the check ran (`res`, may be NULL, says what it found; the database is
+ * sound when res->bad and res->problems are 0), or an error when it could
+ * not (the file cannot be opened: CAP_EBACKEND with the reason).
+ * The pread part cannot fault on a damaged file; LMDB's part can (it maps
+ * the file), so a caller that must survive any file runs this in a child
+ * process, as `capstore db check` does, and reports the last STEP. */
+int cap_lmdb_check(const char *path, cap_lmdb_check_fn fn, void *arg, cap_lmdb_check_result_t *res,
+                   cap_err_t *err);
 
 /* In-memory backend (host only) ------------------------------------------------------------ */
 
@@ -203,7 +287,7 @@ int cap_redis_stats(const cap_backend_t *b, cap_redis_stats_t *st, cap_err_t *er
 /** Which calls a fault plan affects (bit mask). */
 #define CAP_FAULT_READ 1u
 #define CAP_FAULT_WRITE 2u
-#define CAP_FAULT_BATCH 4u
+#define CAP_FAULT_BATCH 4u /* write_batch and write_many */
 #define CAP_FAULT_EXISTS 8u
 #define CAP_FAULT_ITERATE 16u
 #define CAP_FAULT_FLUSH 32u

@@ -28,6 +28,7 @@
 
 #include "capstore/cap.h"
 #include "capstore/sys/backend.h"
+#include "capstore/walk.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -138,6 +139,27 @@ int cap_store_get_instance(cap_store_t *s, cap_ref_t *r, cap_t **out);
 /** Dispatch on the target's arm (NONE is CAP_EINVAL); Hash as get_blob. */
 int cap_store_get(cap_store_t *s, const cap_target_t *t, cap_t **out);
 
+/** n lookups in one call: out[i] = a new reference to the blob of
+ * hashes[i], or NULL, and codes[i] (`codes` may be NULL) its code as
+ * cap_store_fetch_blob would give it: CAP_OK, CAP_EBLOBMISSING or a fetch
+ * failure. The lookups of a batch overlap their cache misses (each stage of
+ * the probe is started for the whole batch before it is used), so a batch
+ * costs much less than n calls of cap_store_get_blob. With backends
+ * attached, the memory misses go on to them together: one read_many per
+ * backend for the whole batch, single flight per hash as for one lookup.
+ * Duplicates in `hashes` each get their reference. Returns CAP_OK when
+ * every lookup found its blob, else the code of the lowest failing index,
+ * whose detail goes to `err` (may be NULL; err->hash names the blob);
+ * CAP_EINVAL (nothing looked up, every out[i] NULL) for NULL arguments. */
+int cap_store_get_blobs(cap_store_t *s, const cap_hash_t *hashes, size_t n, cap_t **out,
+                        int *codes, cap_err_t *err);
+/** Which of n hashes the memory tier holds, as cap_store_contains_blob
+ * (backends are not asked: cap_store_exists does that), batched as
+ * cap_store_get_blobs: bit i % 8 of bits[i / 8] is set when hashes[i] is in
+ * memory, clear when not; `bits` holds (n + 7) / 8 bytes, all written.
+ * CAP_OK, or CAP_EINVAL for NULL arguments. */
+int cap_store_contains_blobs(cap_store_t *s, const cap_hash_t *hashes, size_t n, uint8_t *bits);
+
 typedef struct cap_blob_entry {
     cap_hash_t hash;
     cap_t *cap; /* a reference owned by the array */
@@ -162,6 +184,20 @@ int cap_store_set_instance(cap_store_t *s, cap_ref_t *r, cap_t *cap, cap_err_t *
  * freezes it. *out (may be NULL) gets the hash. CAP_EUNSETTLED if the cap
  * holds a Ref. */
 int cap_store_put_cap(cap_store_t *s, cap_t *cap, cap_hash_t *out);
+
+/** Publish n caps in one call, with the effect of n calls of put_cap in
+ * order (idempotent, equal content keeps the first cap, every cap frozen,
+ * hashes_out[i] (may be NULL) its hash), but faster: the caps are hashed
+ * side by side (a tree level of every CNode per SHA-256 batch, on the
+ * store's workers when the batch is large) and inserted with each shard's
+ * lock taken once. All or nothing: on an error nothing of the batch is
+ * published and no cap is frozen by it. CAP_EUNSETTLED if a cap holds a
+ * Ref and CAP_EINVAL if one is NULL: err->offset is then the index of the
+ * first such cap (also named in err->detail, "caps[i]"). CAP_ENOMEM; with
+ * CAP_STORE_WRITE_THROUGH, the new blobs are written to the backend in one
+ * batch first, and its failure is returned. */
+int cap_store_put_caps(cap_store_t *s, cap_t *const *caps, size_t n, cap_hash_t *hashes_out,
+                       cap_err_t *err);
 
 /** Insert under a caller-supplied hash. The claim is checked in debug builds
  * and when the store has CAP_STORE_VERIFY; a mismatch is CAP_EMISMATCH.
@@ -206,12 +242,33 @@ int cap_store_sweep_budget(cap_store_t *s, size_t budget, size_t *removed, bool 
 /** Settle a target. Hash: *out = it, unchanged. Ref: settle nested Refs
  * bottom-up (each shared child once), rewrite them to hashes in the entries,
  * hash the cap; non-Instance entries move to the blob tier and leave the
- * instance tier; Instance entries stay (the hash is a snapshot). Iterative
+ * instance tier; Instance entries stay (the hash is a snapshot, stored
+ * nowhere: a settled graph with Instance caps in it is NOT closed, and a
+ * store or backend cannot follow it past them; cap_store_checkpoint
+ * publishes the snapshots too). Iterative
  * (no recursion on the C stack). Atomic: on failure the store is unchanged.
  * Consistent under concurrent writers: commits only if no entry it read
  * changed, else starts again. Errors: CAP_ECYCLE, CAP_EINSTANCEMISSING
  * (err->id), CAP_EINVAL (foreign handle), CAP_ENOMEM. */
 int cap_store_settle(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, cap_err_t *err);
+
+/** Settle, and make the result a closed graph: cap_store_settle, plus, in
+ * the same atomic step, every Instance cap the graph reaches published as a
+ * blob under its snapshot hash (settle alone keeps them only as instances,
+ * so a settled graph with Instances in it names hashes nothing stores). On
+ * CAP_OK every hash reachable from *out is in the blob tier or a backend,
+ * and the new blobs reach the first writable backend on the next flush.
+ * The instances stay and keep running: each one's cap is shared with its
+ * blob, frozen, so its next edit copies away from the snapshot (as for any
+ * published cap). A Hash target is returned unchanged once its graph is
+ * found closed. Errors as cap_store_settle, and CAP_EBLOBMISSING when a Hash
+ * child (of the graph, or of a blob it reaches) exists nowhere (err->hash:
+ * that hash; err->detail: the field and cap that name it); CAP_EDECODE /
+ * CAP_EMISMATCH / CAP_EBACKEND when a backend's blob in the closure could
+ * not be read. On failure the store is unchanged. The closure check reads
+ * every blob of the graph that memory lacks from the backends (publishing
+ * nothing): its cost grows with the whole graph, not with what changed. */
+int cap_store_checkpoint(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, cap_err_t *err);
 
 /* Backends: the missing-blob provider and persistence (docs/persistence.md) ---------------- */
 
@@ -257,8 +314,10 @@ int cap_store_exists(cap_store_t *s, const cap_hash_t *h, cap_err_t *err);
  * first writable backend in one batch (one transaction for LMDB), then the
  * backend's flush: on CAP_OK they are durable and clean; on an error none is
  * marked clean and a later flush retries them. Blobs put while a flush runs
- * may wait for the next one. *written (may be NULL) gets how many were
- * written. CAP_OK with *written = 0 when no backend is attached or nothing
+ * may wait for the next one. *written (may be NULL) gets how many the
+ * backend wrote: blobs it did not hold, plus blobs it held with damaged
+ * bytes, now replaced (cap_backend_write_many's counts; a version-1
+ * backend counts them all). CAP_OK with *written = 0 when no backend is attached or nothing
  * is dirty; CAP_EBACKEND ("no writable backend attached") when only
  * read-only backends are attached and blobs are dirty.
  *
@@ -270,6 +329,22 @@ int cap_store_exists(cap_store_t *s, const cap_hash_t *h, cap_err_t *err);
  * writable backend the flag has no effect (blobs stay dirty). Blobs that
  * settle publishes are not written through: the next flush writes them. */
 int cap_store_flush(cap_store_t *s, size_t *written, cap_err_t *err);
+
+/* Walking a graph (walk.h, docs/graph.md) ------------------------------------------------------ */
+
+/** cap_backend_walk through the store: every cap reachable from `roots`,
+ * once each, breadth first. A hash is looked up in memory first (the
+ * visitor gets the cap, bytes NULL; never re-verified); what memory lacks is
+ * asked of the backends in the order attached, a batch per call (the first
+ * answer other than CAP_ENOTFOUND decides; the visitor gets the bytes, and
+ * the cap with CAP_WALK_DECODE or _VERIFY). Nothing read is published and
+ * nothing is kept once visited but the set of hashes seen, allocated with
+ * the store's allocator. Instance entries are not roots: settle or
+ * checkpoint them first. Returns as cap_backend_walk (CAP_EBLOBMISSING:
+ * some reachable hash exists nowhere). CAP_EINVAL for a NULL store. */
+int cap_store_walk(cap_store_t *s, const cap_hash_t *roots, size_t nroots,
+                   const cap_walk_options_t *opt, cap_walk_fn fn, void *arg,
+                   cap_walk_result_t *res, cap_err_t *err);
 
 /* Blob retention ----------------------------------------------------------------------------- */
 
@@ -288,8 +363,8 @@ int cap_store_unpin(cap_store_t *s, const cap_hash_t *h);
  * come back: a backend is attached and the blob is clean (fetched, flushed
  * or written through). Kept are blobs pinned, referenced from outside the
  * store (a reference held by a caller or an instance entry), or reachable
- * from an instance entry through Hash targets (the entry's cap, then the
- * blobs in memory it names, transitively; a blob that becomes reachable
+ * from an instance entry through Hash children (cap_for_each_child: the
+ * entry's cap, then the blobs in memory it names, transitively; a blob that becomes reachable
  * while a trim runs may still go, and comes back through the provider).
  * Without a backend nothing is dropped. When a trim cannot get under the
  * budget, puts try again only once the tier has grown by another eighth of

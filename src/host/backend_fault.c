@@ -116,6 +116,16 @@ static int fault_write_batch(void *ctx, const cap_backend_item_t *items, size_t 
     return cap_backend_write_batch(f->inner, items, n, err);
 }
 
+static int fault_write_many(void *ctx, const cap_backend_item_t *items, size_t n, const cap_backend_root_t *roots,
+                            size_t nroots, cap_backend_write_result_t *res, cap_err_t *err)
+{
+    fault_backend_t *f = ctx;
+    cap_fault_plan_t plan;
+    cap_fault_kind_t k = decide(f, CAP_FAULT_BATCH, &plan); /* a batch, as write_batch */
+    if (k != CAP_FAULT_NONE) return injected_error(k, err);
+    return cap_backend_write_many(f->inner, items, n, roots, nroots, res, err);
+}
+
 static int fault_flush(void *ctx, cap_err_t *err)
 {
     fault_backend_t *f = ctx;
@@ -171,6 +181,7 @@ int cap_fault_backend_new(cap_backend_t *inner, bool own_inner, cap_backend_t **
     t.read = fault_read;
     t.write = fault_write; /* the inner backend's wrapper picks write or a batch of one */
     t.write_batch = fault_write_batch;
+    t.write_many = fault_write_many; /* counts pass through */
     t.flush = fault_flush;
     t.exists = fault_exists;
     t.iterate = fault_iterate;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* An in-memory blob backend (persist.h: cap_mem_backend_new): an
  * open-addressing table of (hash, bytes) under a reader-writer lock. Bytes
- * are copied in with the backend's allocator and out with the caller's. */
+ * are copied in with the backend's allocator and out with the caller's.
+ * Writes repair, as every backend's (sys/backend.h). */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@ typedef struct mem_entry {
     uint8_t *bytes; /* NULL when n == 0 */
     size_t n;
     int used;
+    uint64_t batch; /* the write that last stored it */
 } mem_entry_t;
 
 typedef struct mem_backend {
@@ -23,6 +25,7 @@ typedef struct mem_backend {
     mem_entry_t *slots;
     size_t cap;   /* power of two, or 0 */
     size_t count;
+    uint64_t batches; /* writes so far */
 } mem_backend_t;
 
 static void mem_free(void *ctx);
@@ -114,9 +117,14 @@ static void free_copies(mem_backend_t *m, uint8_t **copies, const cap_backend_it
         if (copies[i]) m->alloc->deallocate(m->alloc->ctx, copies[i], items[i].n);
 }
 
-static int mem_write_batch(void *ctx, const cap_backend_item_t *items, size_t n, cap_err_t *err)
+/* Store the items: a hash not held is added (written); one held with other
+ * bytes gets the new ones (repaired: equal hashes mean equal wire bytes,
+ * and writers hand over verified bytes); one held with the same bytes is
+ * left alone. All or nothing: every copy is made before the table changes. */
+static int mem_put(mem_backend_t *m, const cap_backend_item_t *items, size_t n, cap_backend_write_result_t *res,
+                   cap_err_t *err)
 {
-    mem_backend_t *m = ctx;
+    res->written = res->repaired = 0;
     if (n == 0) return CAP_OK;
     if (n > ((size_t)-1) / sizeof(uint8_t *)) return cap_backend_fail(err, CAP_ENOMEM, "out of memory");
     uint8_t **copies = m->alloc->allocate(m->alloc->ctx, n * sizeof(uint8_t *));
@@ -132,25 +140,113 @@ static int mem_write_batch(void *ctx, const cap_backend_item_t *items, size_t n,
         }
         memcpy(copies[i], items[i].bytes, items[i].n);
     }
+    /* Replaced bytes are freed after the lock, in the copies' slots. */
+    size_t *old_n = m->alloc->allocate(m->alloc->ctx, n * sizeof(size_t));
+    if (!old_n) {
+        free_copies(m, copies, items, n);
+        m->alloc->deallocate(m->alloc->ctx, copies, n * sizeof(uint8_t *));
+        return cap_backend_fail(err, CAP_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) old_n[i] = items[i].n;
     pthread_rwlock_wrlock(&m->lock);
     int rc = reserve(m, n);
+    uint64_t batch = ++m->batches;
     if (rc == CAP_OK) {
         for (size_t i = 0; i < n; i++) {
             mem_entry_t *e = &m->slots[find(m->slots, m->cap, &items[i].hash)];
-            if (e->used) continue; /* content addressed: already there */
+            if (e->used && e->batch == batch) continue; /* named twice in the batch: the first stays */
+            e->batch = batch;
+            if (e->used) {
+                if (e->n == items[i].n && (e->n == 0 || memcmp(e->bytes, items[i].bytes, e->n) == 0))
+                    continue; /* content addressed: already there */
+                uint8_t *old = e->bytes; /* damaged: replace */
+                old_n[i] = e->n;
+                e->bytes = copies[i];
+                e->n = items[i].n;
+                copies[i] = old;
+                res->repaired++;
+                continue;
+            }
             e->used = 1;
             e->hash = items[i].hash;
             e->bytes = copies[i];
             e->n = items[i].n;
             copies[i] = NULL;
             m->count++;
+            res->written++;
         }
     }
     pthread_rwlock_unlock(&m->lock);
-    free_copies(m, copies, items, n); /* duplicates, or everything on failure */
+    /* Duplicates and replaced bytes, or everything on failure. */
+    for (size_t i = 0; i < n; i++)
+        if (copies[i] && old_n[i]) m->alloc->deallocate(m->alloc->ctx, copies[i], old_n[i]);
+    m->alloc->deallocate(m->alloc->ctx, old_n, n * sizeof(size_t));
     m->alloc->deallocate(m->alloc->ctx, copies, n * sizeof(uint8_t *));
-    if (rc != CAP_OK) return cap_backend_fail(err, rc, "out of memory");
+    if (rc != CAP_OK) {
+        res->written = res->repaired = 0;
+        return cap_backend_fail(err, rc, "out of memory");
+    }
     return CAP_OK;
+}
+
+static int mem_write_batch(void *ctx, const cap_backend_item_t *items, size_t n, cap_err_t *err)
+{
+    cap_backend_write_result_t res;
+    return mem_put(ctx, items, n, &res, err);
+}
+
+static int mem_write_many(void *ctx, const cap_backend_item_t *items, size_t n, const cap_backend_root_t *roots,
+                          size_t nroots, cap_backend_write_result_t *res, cap_err_t *err)
+{
+    (void)roots;
+    cap_backend_write_result_t local;
+    if (!res) res = &local;
+    res->written = res->repaired = 0;
+    if (nroots) return cap_backend_fail(err, CAP_EBACKEND, "roots not supported");
+    return mem_put(ctx, items, n, res, err);
+}
+
+/* read_many and exists_many: one look under one read lock (one snapshot). */
+static int mem_many(mem_backend_t *m, const cap_hash_t *hashes, size_t n, const cap_alloc_t *a, uint8_t **bytes,
+                    size_t *lens, int *codes, cap_err_t *err)
+{
+    pthread_rwlock_rdlock(&m->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (bytes) {
+            bytes[i] = NULL;
+            lens[i] = 0;
+        }
+        const mem_entry_t *e = m->cap ? &m->slots[find(m->slots, m->cap, &hashes[i])] : NULL;
+        if (!e || !e->used) {
+            codes[i] = CAP_ENOTFOUND;
+            continue;
+        }
+        codes[i] = CAP_OK;
+        if (bytes && e->n) {
+            uint8_t *p = a->allocate(a->ctx, e->n);
+            if (!p) {
+                codes[i] = CAP_ENOMEM;
+                continue;
+            }
+            memcpy(p, e->bytes, e->n);
+            bytes[i] = p;
+            lens[i] = e->n;
+        }
+    }
+    pthread_rwlock_unlock(&m->lock);
+    cap_backend_fail(err, CAP_OK, NULL);
+    return CAP_OK;
+}
+
+static int mem_read_many(void *ctx, const cap_hash_t *hashes, size_t n, const cap_alloc_t *a, uint8_t **bytes,
+                         size_t *lens, int *codes, cap_err_t *err)
+{
+    return mem_many(ctx, hashes, n, a, bytes, lens, codes, err);
+}
+
+static int mem_exists_many(void *ctx, const cap_hash_t *hashes, size_t n, int *codes, cap_err_t *err)
+{
+    return mem_many(ctx, hashes, n, NULL, NULL, NULL, codes, err);
 }
 
 static int mem_iterate(void *ctx, cap_backend_iter_fn fn, void *arg, cap_err_t *err)
@@ -198,6 +294,9 @@ int cap_mem_backend_new(const cap_alloc_t *a, cap_backend_t **out)
     t.exists = mem_exists;
     t.iterate = mem_iterate;
     t.free = mem_free;
+    t.read_many = mem_read_many;
+    t.exists_many = mem_exists_many;
+    t.write_many = mem_write_many;
     m->table = t;
     *out = &m->table;
     return CAP_OK;

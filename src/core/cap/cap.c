@@ -169,17 +169,17 @@ uint32_t cap_refcount(const cap_t *c)
 void cap_freeze(cap_t *c)
 {
     if (c)
-        atomic_fetch_or_explicit(&c->flags, (uint8_t)CAP_FLAG_FROZEN, memory_order_release);
+        atomic_fetch_or_explicit(&c->flags, CAP_FLAG_FROZEN, memory_order_release);
 }
 
 bool cap_claim_key(cap_t *c, const cap_hash_t *h)
 {
-    uint8_t f = atomic_load_explicit(&c->flags, memory_order_acquire);
+    uint32_t f = atomic_load_explicit(&c->flags, memory_order_acquire);
     if (!(f & CAP_FLAG_KEY_SET)) {
-        f = atomic_fetch_or_explicit(&c->flags, (uint8_t)CAP_FLAG_KEY_BUSY, memory_order_acquire);
+        f = atomic_fetch_or_explicit(&c->flags, CAP_FLAG_KEY_BUSY, memory_order_acquire);
         if (!(f & CAP_FLAG_KEY_BUSY)) {
             c->key = *h;
-            atomic_fetch_or_explicit(&c->flags, (uint8_t)CAP_FLAG_KEY_SET, memory_order_release);
+            atomic_fetch_or_explicit(&c->flags, CAP_FLAG_KEY_SET, memory_order_release);
             return true;
         }
         /* Another thread is writing it: a few stores away. */
@@ -193,7 +193,7 @@ bool cap_is_frozen(const cap_t *c)
 {
     if (!c)
         return false;
-    return (atomic_load_explicit((_Atomic uint8_t *)&c->flags, memory_order_acquire) &
+    return (atomic_load_explicit((_Atomic uint32_t *)&c->flags, memory_order_acquire) &
             CAP_FLAG_FROZEN) != 0;
 }
 

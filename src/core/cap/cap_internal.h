@@ -122,11 +122,13 @@ typedef struct cap_image_body {
 
 struct cap {
     _Atomic uint32_t refs;
-    uint8_t kind;
-    _Atomic uint8_t flags;
-    /* Right after `refs`, so that a store lookup compares the key in the
+    /* CAP_FLAG_*: a word, not a byte, because gcc (12) calls libatomic for
+     * a 1- or 2-byte read-modify-write on RISC-V, which a guest lacks. */
+    _Atomic uint32_t flags;
+    /* Close to `refs`, so that a store lookup compares the key in the
      * cache line it must touch anyway to take its reference. */
     cap_hash_t key;
+    uint8_t kind;
     const cap_alloc_t *alloc;
     union {
         cap_instance_body_t instance;
@@ -196,7 +198,7 @@ bool cap_claim_key(cap_t *c, const cap_hash_t *h);
 /** Whether `c` carries a key other than `h` (cap_claim_key would fail). */
 static inline bool cap_key_conflicts(const cap_t *c, const cap_hash_t *h)
 {
-    return (atomic_load_explicit((_Atomic uint8_t *)&c->flags, memory_order_acquire) &
+    return (atomic_load_explicit((_Atomic uint32_t *)&c->flags, memory_order_acquire) &
             CAP_FLAG_KEY_SET) &&
            __builtin_memcmp(c->key.bytes, h->bytes, 32) != 0;
 }

@@ -453,9 +453,16 @@ int cap_persist_put(const cap_backend_t *b, const cap_t *c, cap_hash_t *out, cap
     return rc;
 }
 
-int cap_persist_put_batch(const cap_backend_t *b, cap_t *const *caps, const cap_hash_t *hashes,
-                          size_t n, const cap_alloc_t *a, cap_hash_t *hashes_out, cap_err_t *err)
+/* Both batch puts: encode the caps into one scratch block, then one
+ * write_many (which repairs damaged entries and counts). */
+static int put_caps(const cap_backend_t *b, cap_t *const *caps, const cap_hash_t *hashes, size_t n,
+                    const cap_alloc_t *a, cap_hash_t *hashes_out, cap_backend_write_result_t *res,
+                    cap_err_t *err)
 {
+    if (res) {
+        res->written = 0;
+        res->repaired = 0;
+    }
     if (!b || (!caps && n) || !a) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
     if (n == 0) {
         clear_err(err);
@@ -500,11 +507,31 @@ int cap_persist_put_batch(const cap_backend_t *b, cap_t *const *caps, const cap_
             }
         }
     }
-    rc = cap_backend_write_batch(b, items, n, err);
+    rc = cap_backend_write_many(b, items, n, (const cap_backend_root_t *)0, 0, res, err);
     if (rc == CAP_OK && hashes_out) {
         for (size_t i = 0; i < n; i++) bc_memcpy(&hashes_out[i], &items[i].hash, sizeof(cap_hash_t));
     }
 out:
     a->deallocate(a->ctx, block, total);
     return rc;
+}
+
+int cap_persist_put_batch(const cap_backend_t *b, cap_t *const *caps, const cap_hash_t *hashes,
+                          size_t n, const cap_alloc_t *a, cap_hash_t *hashes_out, cap_err_t *err)
+{
+    return put_caps(b, caps, hashes, n, a, hashes_out, (cap_backend_write_result_t *)0, err);
+}
+
+int cap_persist_put_many(const cap_backend_t *b, cap_t *const *caps, const cap_hash_t *hashes,
+                         size_t n, const cap_alloc_t *a, cap_backend_write_result_t *res,
+                         cap_err_t *err)
+{
+    if (!hashes && n) {
+        if (res) {
+            res->written = 0;
+            res->repaired = 0;
+        }
+        return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
+    }
+    return put_caps(b, caps, hashes, n, a, (cap_hash_t *)0, res, err);
 }

@@ -22,19 +22,6 @@
         (h) = t1_ + t2_;                                                                  \
     } while (0)
 
-static inline uint32_t load_be32(const uint8_t *p)
-{
-    uint32_t v;
-    cap_memcpy(&v, p, 4);
-    return __builtin_bswap32(v);
-}
-
-static inline void store_be32(uint8_t *p, uint32_t v)
-{
-    v = __builtin_bswap32(v);
-    cap_memcpy(p, &v, 4);
-}
-
 /* 64 rounds on state s with the given W[t] + K[t]. */
 static void compress(uint32_t s[8], const uint32_t wk[64])
 {
@@ -65,7 +52,7 @@ void cap_sha256_nodes_portable(uint8_t *out, const uint8_t *in, size_t n)
         uint32_t w[64];
         /* The whole input is read here, before the digest is stored: that is
          * what makes out == in safe. */
-        for (int t = 0; t < 16; t++) w[t] = load_be32(in + 4 * t);
+        for (int t = 0; t < 16; t++) w[t] = cap_load_be32(in + 4 * t);
         for (int t = 16; t < 64; t++) w[t] = SSIG1(w[t - 2]) + w[t - 7] + SSIG0(w[t - 15]) + w[t - 16];
         for (int t = 0; t < 64; t++) w[t] += cap_sha256_k[t];
 
@@ -73,6 +60,6 @@ void cap_sha256_nodes_portable(uint8_t *out, const uint8_t *in, size_t n)
         for (int j = 0; j < 8; j++) s[j] = cap_sha256_iv[j];
         compress(s, w);
         compress(s, cap_sha256_pad_wk);
-        for (int j = 0; j < 8; j++) store_be32(out + 4 * j, s[j]);
+        for (int j = 0; j < 8; j++) cap_store_be32(out + 4 * j, s[j]);
     }
 }

@@ -48,12 +48,37 @@ int cap_ssz_root_list_u8(uint8_t out[32], const uint8_t *bytes, uint64_t n, uint
     return CAP_OK;
 }
 
+/* merkleize of n values of `size` bytes (4 or 8), packed little-endian.
+ * On a little-endian target the array is its own serialization and is
+ * hashed in place; elsewhere the values are serialized a few chunks at a
+ * time into the streaming merkleizer. (Both arms are compiled everywhere.) */
+static int ssz_merkleize_packed(uint8_t out[32], const void *v, uint64_t n, unsigned size,
+                                uint64_t limit_chunks)
+{
+    if (CAP_NATIVE_LE) return cap_ssz_merkleize_bytes(out, (const uint8_t *)v, n * size, limit_chunks);
+    if (n > 0 && v == NULL) return CAP_EINVAL;
+    cap_merkle_t m;
+    uint8_t buf[8 * 32];
+    cap_merkle_init(&m, cap_ssz_depth_for_limit(limit_chunks ? limit_chunks : 1));
+    for (uint64_t i = 0; i < n;) {
+        size_t k = 0;
+        for (; k < sizeof buf / size && i < n; k++, i++) {
+            if (size == 4)
+                cap_store_le32(buf + 4 * k, ((const uint32_t *)v)[i]);
+            else
+                cap_store_le64(buf + 8 * k, ((const uint64_t *)v)[i]);
+        }
+        int rc = cap_merkle_push_bytes(&m, buf, k * size);
+        if (rc != CAP_OK) return rc;
+    }
+    cap_merkle_finish(&m, out);
+    return CAP_OK;
+}
+
 int cap_ssz_root_list_u32(uint8_t out[32], const uint32_t *v, uint64_t n, uint64_t limit)
 {
-    /* The values in memory are their own serialization (little-endian
-     * target), so they are pushed as packed bytes. */
     if (out == NULL || n > limit || n > UINT64_MAX / 4) return CAP_EINVAL;
-    int rc = cap_ssz_merkleize_bytes(out, (const uint8_t *)v, n * 4, ssz_packed_chunks(limit, 4));
+    int rc = ssz_merkleize_packed(out, v, n, 4, ssz_packed_chunks(limit, 4));
     if (rc != CAP_OK) return rc;
     cap_ssz_mix_in_length(out, out, n);
     return CAP_OK;
@@ -63,8 +88,7 @@ void cap_ssz_root_vector_u64(uint8_t out[32], const uint64_t *v, size_t n)
 {
     /* n * 8 cannot wrap: the n values are in memory. */
     if (out == NULL) return;
-    if (cap_ssz_merkleize_bytes(out, (const uint8_t *)v, (uint64_t)n * 8, ssz_packed_chunks(n, 8)) !=
-        CAP_OK)
+    if (ssz_merkleize_packed(out, v, n, 8, ssz_packed_chunks(n, 8)) != CAP_OK)
         cap_memcpy(out, cap_ssz_zero_hash(0), 32);
 }
 

@@ -7,32 +7,7 @@
  * the lock (store_internal.h, blob_table_t). */
 #include "capstore/persist.h"
 #include "store/store_internal.h"
-
-static size_t slot_index(uint64_t mix, unsigned log)
-{
-    return (size_t)((mix << STORE_SHARD_BITS) >> (64u - log));
-}
-
-static uint16_t slot_tag(uint64_t mix)
-{
-    return (uint16_t)(0x8000u | (mix & 0x7fffu));
-}
-
-static uint16_t tag_at(const blob_table_t *t, size_t i)
-{
-    return store_tag_at(t, i);
-}
-
-/* Tags are written under the shard lock only, so read-modify-write of the
- * word is safe; readers load whole words. */
-static void set_tag(blob_table_t *t, size_t i, uint16_t v)
-{
-    _Atomic uint64_t *w = &t->tags[i >> 2];
-    unsigned sh = (unsigned)(i & 3u) * 16u;
-    uint64_t x = atomic_load_explicit(w, memory_order_relaxed);
-    x = (x & ~((uint64_t)0xffff << sh)) | ((uint64_t)v << sh);
-    atomic_store_explicit(w, x, memory_order_relaxed);
-}
+#include "store/blob_table.h"
 
 static size_t tags_bytes(unsigned log)
 {
@@ -47,80 +22,6 @@ static size_t slots_bytes(unsigned log)
 static size_t meta_bytes(unsigned log)
 {
     return ((size_t)1 << log) * sizeof(blob_meta_t);
-}
-
-static uint64_t slot_mix(const blob_slot_t *b)
-{
-    return atomic_load_explicit((_Atomic uint64_t *)&b->mix, memory_order_relaxed);
-}
-
-/* Release: a lock-free hit reads the cap's key through this pointer. */
-static void slot_set(blob_slot_t *b, uint64_t mix, cap_t *c)
-{
-    atomic_store_explicit(&b->mix, mix, memory_order_relaxed);
-    atomic_store_explicit(&b->cap, c, memory_order_release);
-}
-
-/* Four tags at a time: the high bit of every 16-bit lane of `w` equal to
- * zero (exact: no carry crosses a lane). */
-#define TAG_LOW15 0x7fff7fff7fff7fffull
-#define TAG_HIGH 0x8000800080008000ull
-#define TAG_ONES 0x0001000100010001ull
-static inline uint64_t zero_lanes(uint64_t w)
-{
-    return ~(((w & TAG_LOW15) + TAG_LOW15) | w) & TAG_HIGH;
-}
-static inline unsigned low_lane(uint64_t m)
-{
-    return (unsigned)__builtin_ctzll(m) >> 4;
-}
-
-/* A probe of `t` for `mix` in probe order: calls `visit(i)` for each slot
- * whose tag matches, up to the first empty slot, until it returns true.
- * Returns the index it stopped at, or SIZE_MAX (reached an empty slot).
- * Tables always keep an empty slot (load <= 0.8), so it ends. */
-#define PROBE_TAGS(t, mix, i_out, visit_expr)                                                     \
-    do {                                                                                          \
-        size_t nw_ = ((size_t)1 << (t)->log) >> 2;                                               \
-        size_t i0_ = slot_index((mix), (t)->log);                                                 \
-        size_t wi_ = i0_ >> 2;                                                                    \
-        uint64_t pat_ = (uint64_t)slot_tag(mix) * TAG_ONES;                                       \
-        uint64_t valid_ = TAG_HIGH & (~(uint64_t)0 << ((i0_ & 3u) * 16u));                        \
-        (i_out) = SIZE_MAX;                                                                       \
-        for (;;) {                                                                                \
-            uint64_t w_ = atomic_load_explicit(&(t)->tags[wi_], memory_order_relaxed);            \
-            uint64_t empty_ = ~w_ & valid_;                                                       \
-            uint64_t match_ = zero_lanes(w_ ^ pat_) & valid_;                                     \
-            if (empty_)                                                                           \
-                match_ &= (empty_ & (0 - empty_)) - 1;                                            \
-            int hit_ = 0;                                                                         \
-            while (match_) {                                                                      \
-                size_t i = (wi_ << 2) + low_lane(match_);                                         \
-                if (visit_expr) {                                                                 \
-                    (i_out) = i;                                                                  \
-                    hit_ = 1;                                                                     \
-                    break;                                                                        \
-                }                                                                                 \
-                match_ &= match_ - 1;                                                             \
-            }                                                                                     \
-            if (hit_ || empty_)                                                                   \
-                break;                                                                            \
-            wi_ = (wi_ + 1) & (nw_ - 1);                                                          \
-            valid_ = TAG_HIGH;                                                                    \
-        }                                                                                         \
-    } while (0)
-
-static inline bool key_is(const blob_slot_t *b, const cap_hash_t *h)
-{
-    return cap_memcmp(store_slot_cap(b)->key.bytes, h->bytes, 32) == 0;
-}
-
-/* A slot's cap for a lock-free hit: NULL if the slot is empty or its key is
- * not `h` (seq_cst, see readers.c). */
-static inline cap_t *cap_if_key(const blob_slot_t *b, const cap_hash_t *h)
-{
-    cap_t *c = atomic_load_explicit((_Atomic(cap_t *) *)&b->cap, memory_order_seq_cst);
-    return c && cap_memcmp(c->key.bytes, h->bytes, 32) == 0 ? c : (cap_t *)0;
 }
 
 /* Index of `h` in `t`, or SIZE_MAX (shard lock held). */
@@ -262,6 +163,12 @@ void store_blob_insert_tallied(cap_store_t *s, store_shard_t *sh, uint64_t mix, 
     insert_tally(sh, mix, c, STORE_BLOB_DIRTY | STORE_BLOB_USED, tally);
 }
 
+void store_blob_insert_tallied_flags(store_shard_t *sh, uint64_t mix, cap_t *c, unsigned flags,
+                                     store_blob_tally_t *tally)
+{
+    insert_tally(sh, mix, c, flags, tally);
+}
+
 void store_blob_prefetch(const cap_store_t *s, uint64_t mix)
 {
     const blob_table_t *t = store_blob_table(store_shard(s, store_blob_shard(mix)));
@@ -385,15 +292,6 @@ void store_blobs_release_all(cap_store_t *s)
 
 enum { PROBE_ABSENT, PROBE_FOUND, PROBE_UNSURE };
 
-/* The CLOCK bit of a lock-free hit; it matters only to trim, which needs a
- * budget. */
-static void mark_used(cap_store_t *s, cap_t *c)
-{
-    if (atomic_load_explicit(&s->budget, memory_order_relaxed) &&
-        !(atomic_load_explicit(&c->flags, memory_order_relaxed) & CAP_FLAG_USED))
-        atomic_fetch_or_explicit(&c->flags, (uint8_t)CAP_FLAG_USED, memory_order_relaxed);
-}
-
 /* A lookup without the shard lock. PROBE_FOUND: `h` is there, and *out (if
  * `out` is not NULL) is a new reference to its cap; PROBE_ABSENT: a
  * linearizable miss (no deletion overlapped the probe); PROBE_UNSURE: ask
@@ -425,7 +323,7 @@ static inline __attribute__((always_inline)) int probe_lockfree(cap_store_t *s, 
             if (c && out) {
                 atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed); /* cap_retain */
                 *out = c;
-                mark_used(s, c);
+                blob_mark_used(s, c);
             }
             store_read_exit(rd);
             return c ? PROBE_FOUND : PROBE_UNSURE;

@@ -176,6 +176,252 @@ int store_fetch_locked(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, u
     return CAP_OK;
 }
 
+/* Batched provider ----------------------------------------------------------------------------- */
+
+enum { F_MINE, F_DUP, F_WAIT, F_HIT };
+
+/* One block from the allocator, carved into the per-miss arrays. */
+typedef struct fetch_many {
+    store_fetch_t *rec; /* our single-flight records (F_MINE) */
+    cap_t **cap;        /* decoded caps, then the references handed out */
+    size_t *dup;        /* F_DUP: the miss whose record fetches the same hash */
+    size_t *pend;       /* records the next backend is asked for */
+    uint8_t **bytes;    /* read_many's answers */
+    size_t *lens;
+    cap_hash_t *keys;
+    int *rc;
+    uint8_t *kind; /* F_* */
+    void *block;
+    size_t size;
+} fetch_many_t;
+
+static bool fetch_many_alloc(cap_store_t *s, fetch_many_t *F, size_t m)
+{
+    size_t per = sizeof(store_fetch_t) + sizeof(cap_t *) + 4 * sizeof(size_t) +
+                 sizeof(cap_hash_t) + sizeof(int) + 1;
+    if (m > SIZE_MAX / per)
+        return false;
+    F->size = m * per;
+    unsigned char *p = s->alloc->allocate(s->alloc->ctx, F->size);
+    if (!p)
+        return false;
+    F->block = p;
+    /* Largest alignment first: every part stays aligned. */
+    F->rec = (store_fetch_t *)(void *)p;
+    p += m * sizeof(store_fetch_t);
+    F->cap = (cap_t **)(void *)p;
+    p += m * sizeof(cap_t *);
+    F->dup = (size_t *)(void *)p;
+    p += m * sizeof(size_t);
+    F->pend = (size_t *)(void *)p;
+    p += m * sizeof(size_t);
+    F->bytes = (uint8_t **)(void *)p;
+    p += m * sizeof(size_t);
+    F->lens = (size_t *)(void *)p;
+    p += m * sizeof(size_t);
+    F->keys = (cap_hash_t *)(void *)p;
+    p += m * sizeof(cap_hash_t);
+    F->rc = (int *)(void *)p;
+    p += m * sizeof(int);
+    F->kind = p;
+    for (size_t j = 0; j < m; j++)
+        F->cap[j] = (cap_t *)0;
+    return true;
+}
+
+/* Ask every backend in order, one read_many each, for the records in
+ * F->pend[0..np); the first answer other than "not stored" decides, as in
+ * ask_backends. */
+static void ask_backends_many(cap_store_t *s, fetch_many_t *F, size_t np)
+{
+    unsigned nb = store_backend_count(s);
+    for (unsigned bi = 0; bi < nb && np; bi++) {
+        const cap_backend_t *b = s->backends[bi];
+        bool verify = !(b->flags & CAP_BACKEND_TRUSTED);
+        for (size_t k = 0; k < np; k++)
+            F->keys[k] = F->rec[F->pend[k]].key;
+        cap_err_t ce;
+        cap_memset(&ce, 0, sizeof ce);
+        int call = cap_backend_read_many(b, F->keys, np, s->alloc, F->bytes, F->lens, F->rc, &ce);
+        size_t left = 0;
+        for (size_t k = 0; k < np; k++) {
+            store_fetch_t *r = &F->rec[F->pend[k]];
+            int rc = F->rc[k];
+            if (rc == CAP_ENOTFOUND) {
+                F->pend[left++] = F->pend[k];
+                continue;
+            }
+            if (rc == CAP_OK) {
+                rc = cap_persist_decode(&r->key, F->bytes[k], F->lens[k], s->alloc, verify,
+                                        &F->cap[F->pend[k]], &r->err);
+                if (F->bytes[k])
+                    s->alloc->deallocate(s->alloc->ctx, F->bytes[k], F->lens[k]);
+            } else if (call != CAP_OK) {
+                r->err = ce; /* the whole call's failure */
+                r->err.code = rc;
+                cap_err_set_hash(&r->err, &r->key);
+            } else {
+                cap_backend_fail(&r->err, rc, "backend read failed");
+                cap_err_set_hash(&r->err, &r->key);
+            }
+            r->rc = rc;
+        }
+        np = left;
+    }
+    for (size_t k = 0; k < np; k++) {
+        store_fetch_t *r = &F->rec[F->pend[k]];
+        r->rc = store_missing(&r->err, &r->key);
+    }
+}
+
+/* Publish a record's outcome as store_fetch_locked does, wake its waiters
+ * and wait until they have read it. Returns whether a blob was added; the
+ * reference handed out is left in *c (NULL on failure). */
+static bool publish_fetched(cap_store_t *s, store_fetch_t *r, cap_t **c)
+{
+    uint64_t mix = store_blob_mix(s, &r->key);
+    store_shard_t *sh = store_shard(s, store_blob_shard(mix));
+    cap_t *got = *c, *drop = (cap_t *)0;
+    bool added = false;
+    int rc = r->rc;
+    if (rc == CAP_OK)
+        cap_freeze(got);
+    store_lock(s, sh->lock);
+    if (rc == CAP_OK) {
+        size_t b = store_blob_find(sh, &r->key, mix);
+        cap_t *k = (cap_t *)0;
+        if (b != SIZE_MAX) { /* a put raced us: keep the first cap */
+            blob_table_t *t = store_blob_table(sh);
+            drop = got;
+            got = cap_retain(store_slot_cap(&t->slots[b]));
+            t->meta[b].flags |= STORE_BLOB_USED;
+        } else if (store_blob_reserve(s, sh, 1) == CAP_OK &&
+                   store_keyed_ref(got, &r->key, &k) == CAP_OK) {
+            store_blob_insert_flags(s, sh, &r->key, mix, k, STORE_BLOB_USED);
+            if (k != got) {
+                drop = got;
+                got = cap_retain(k);
+            }
+            added = true;
+        } else {
+            drop = got;
+            got = (cap_t *)0;
+            rc = cap_backend_fail(&r->err, CAP_ENOMEM, "out of memory");
+        }
+    }
+    r->rc = rc;
+    r->done = 1;
+    unlink_fetch(sh, r);
+    if (r->waiters) {
+        store_notify_all(s, sh->lock);
+        while (r->waiters)
+            store_wait(s, sh->lock);
+    }
+    store_unlock(s, sh->lock);
+    cap_release(drop);
+    *c = got;
+    return added;
+}
+
+void store_fetch_many(cap_store_t *s, const cap_hash_t *hashes, const size_t *idx, size_t m,
+                      cap_t **out, int *codes, store_batch_err_t *be)
+{
+    fetch_many_t F;
+    if (!fetch_many_alloc(s, &F, m)) {
+        /* No memory for the batch: each miss on its own. */
+        for (size_t j = 0; j < m; j++) {
+            size_t i = idx[j];
+            cap_err_t e;
+            int rc = store_blob_get(s, &hashes[i], &out[i], &e);
+            if (codes)
+                codes[i] = rc;
+            if (rc)
+                store_batch_fail(be, i, rc, &e, &hashes[i]);
+        }
+        return;
+    }
+    /* Register a record for every hash nobody fetches yet. A hash another
+     * thread fetches is waited for only at the end, once none of ours is
+     * registered any more: waiting while holding records could deadlock
+     * two batches that wait on each other's. */
+    size_t np = 0;
+    for (size_t j = 0; j < m; j++) {
+        size_t i = idx[j];
+        const cap_hash_t *h = &hashes[i];
+        uint64_t mix = store_blob_mix(s, h);
+        store_shard_t *sh = store_shard(s, store_blob_shard(mix));
+        store_lock(s, sh->lock);
+        size_t b = store_blob_find(sh, h, mix);
+        if (b != SIZE_MAX) { /* published since the lock-free probe */
+            blob_table_t *t = store_blob_table(sh);
+            out[i] = cap_retain(store_slot_cap(&t->slots[b]));
+            t->meta[b].flags |= STORE_BLOB_USED;
+            store_unlock(s, sh->lock);
+            F.kind[j] = F_HIT;
+            if (codes)
+                codes[i] = CAP_OK;
+            continue;
+        }
+        store_fetch_t *f = find_fetch(sh, h);
+        if (f && f->batch == &F) {
+            F.kind[j] = F_DUP;
+            F.dup[j] = (size_t)(f - F.rec);
+        } else if (f) {
+            F.kind[j] = F_WAIT;
+        } else {
+            store_fetch_t *r = &F.rec[j];
+            cap_memset(r, 0, sizeof *r);
+            r->key = *h;
+            r->batch = &F;
+            r->next = sh->fetching;
+            sh->fetching = r;
+            F.kind[j] = F_MINE;
+            F.pend[np++] = j;
+        }
+        store_unlock(s, sh->lock);
+    }
+    ask_backends_many(s, &F, np);
+    bool added = false;
+    for (size_t j = 0; j < m; j++) {
+        if (F.kind[j] != F_MINE)
+            continue;
+        size_t i = idx[j];
+        added |= publish_fetched(s, &F.rec[j], &F.cap[j]);
+        out[i] = F.cap[j];
+        if (codes)
+            codes[i] = F.rec[j].rc;
+        if (F.rec[j].rc)
+            store_batch_fail(be, i, F.rec[j].rc, &F.rec[j].err, &hashes[i]);
+    }
+    for (size_t j = 0; j < m; j++) {
+        size_t i = idx[j];
+        int rc;
+        cap_err_t e;
+        const cap_err_t *detail = &e;
+        if (F.kind[j] == F_DUP) {
+            const store_fetch_t *r = &F.rec[F.dup[j]];
+            rc = r->rc;
+            detail = &r->err;
+            if (rc == CAP_OK)
+                out[i] = cap_retain(F.cap[F.dup[j]]);
+        } else if (F.kind[j] == F_WAIT) {
+            uint64_t mix = store_blob_mix(s, &hashes[i]);
+            store_shard_t *sh = store_shard(s, store_blob_shard(mix));
+            store_lock(s, sh->lock);
+            rc = store_fetch_locked(s, sh, &hashes[i], mix, &out[i], &e);
+        } else {
+            continue;
+        }
+        if (codes)
+            codes[i] = rc;
+        if (rc)
+            store_batch_fail(be, i, rc, detail, &hashes[i]);
+    }
+    s->alloc->deallocate(s->alloc->ctx, F.block, F.size);
+    if (added)
+        store_maybe_trim(s);
+}
+
 /* Exists ----------------------------------------------------------------------------------------- */
 
 int cap_store_exists(cap_store_t *s, const cap_hash_t *h, cap_err_t *err)
@@ -299,10 +545,14 @@ int cap_store_flush(cap_store_t *s, size_t *written, cap_err_t *err)
         return store_fail(err, rc, "out of memory");
     if (f.n == 0)
         return CAP_OK;
-    rc = cap_persist_put_batch(wb, f.caps, f.hashes, f.n, s->alloc, (cap_hash_t *)0, err);
+    /* The backend's counts: blobs it did not hold, and blobs it held with
+     * damaged bytes that it has now replaced (a version-1 backend counts
+     * every blob). */
+    cap_backend_write_result_t res;
+    rc = cap_persist_put_many(wb, f.caps, f.hashes, f.n, s->alloc, &res, err);
     if (rc == CAP_OK)
         rc = cap_backend_flush(wb, err);
-    size_t n = f.n;
+    size_t n = res.written + res.repaired;
     if (rc == CAP_OK)
         mark_clean(s, &f); /* only now: a failed write leaves every blob dirty */
     flush_set_free(s, &f);

@@ -6,9 +6,10 @@
  * write-through put). Among those, trim keeps what is pinned, referenced
  * from outside the store (a cap reference count above the store's own one),
  * or reachable from an instance entry (a mark pass over the instance tier,
- * then through the Hash targets of blobs in memory), and drops the rest in
- * CLOCK order: a lookup sets a blob's USED bit, the first pass clears it
- * (a second chance), a later pass drops it.
+ * then through the Hash children, as cap_for_each_child defines them, of
+ * blobs in memory), and drops the rest in CLOCK order: a lookup sets a
+ * blob's USED bit, the first pass clears it (a second chance), a later pass
+ * drops it.
  *
  * Trim runs only when over the budget, one at a time, and drops down to 7/8
  * of it, so that the puts just past the budget do not each pay a mark pass;
@@ -137,24 +138,24 @@ static int vec_push(const cap_alloc_t *a, hash_vec_t *w, const cap_hash_t *h)
     return CAP_OK;
 }
 
-/* The Hash targets `c` holds directly: CNode slots, an Instance's root
- * CNode and image. */
+typedef struct push_ctx {
+    const cap_alloc_t *a;
+    hash_vec_t *w;
+} push_ctx_t;
+
+static int push_child(void *arg, const cap_child_t *ch)
+{
+    const push_ctx_t *p = arg;
+    if (ch->target.kind != CAP_TARGET_HASH)
+        return CAP_OK; /* a Ref leads to an instance entry: marked from there */
+    return vec_push(p->a, p->w, &ch->target.hash);
+}
+
+/* The Hash targets among the children of `c` (cap_for_each_child). */
 static int push_targets(const cap_alloc_t *a, hash_vec_t *w, const cap_t *c)
 {
-    int rc = CAP_OK;
-    if (c->kind == CAP_KIND_CNODE) {
-        const cap_cnode_body_t *b = &c->u.cnode;
-        for (size_t i = 0; i < b->count && rc == CAP_OK; i++)
-            if (!b->entries[i].is_ref)
-                rc = vec_push(a, w, &b->entries[i].u.hash);
-    } else if (c->kind == CAP_KIND_INSTANCE) {
-        const cap_instance_body_t *in = &c->u.instance;
-        if (!in->root_cnode.is_ref)
-            rc = vec_push(a, w, &in->root_cnode.u.hash);
-        if (rc == CAP_OK && !cap_hash_is_zero(&in->image_hash))
-            rc = vec_push(a, w, &in->image_hash);
-    }
-    return rc;
+    push_ctx_t p = {a, w};
+    return cap_for_each_child(c, push_child, &p);
 }
 
 static int mark_reachable(cap_store_t *s)
@@ -216,7 +217,7 @@ static bool droppable(blob_table_t *t, size_t i)
     if (hit || (b->flags & STORE_BLOB_USED)) { /* second chance */
         b->flags &= (uint8_t)~STORE_BLOB_USED;
         if (hit)
-            atomic_fetch_and_explicit(&c->flags, (uint8_t)~CAP_FLAG_USED, memory_order_relaxed);
+            atomic_fetch_and_explicit(&c->flags, ~(uint32_t)CAP_FLAG_USED, memory_order_relaxed);
         return false;
     }
     return true;

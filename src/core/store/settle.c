@@ -24,7 +24,11 @@
  *    locks are dropped), Instance entries keep (or take) the rewritten cap;
  *    the others move to the blob tier and leave the instance tier. Caps and
  *    handles are released after the locks are dropped. At most the shard
- *    locks are held at once (no allocation under them). */
+ *    locks are held at once (no allocation under them).
+ * A checkpoint (checkpoint.c) is this with two additions: between 2 and 3
+ * the closure of the graph's Hash children is checked (store/walk.c), and
+ * the commit also keys, freezes and publishes each Instance node's cap as a
+ * blob (the entry keeps it: later edits copy). */
 #include "store/store_internal.h"
 
 #define SETTLE_CONFLICT 1
@@ -58,6 +62,7 @@ typedef struct settle_ctx {
     uint64_t *map; /* 0 empty, else (node index + 1) << 32 | tag of the node's entry */
     unsigned map_log;
     uint32_t max_height;
+    uint8_t checkpoint; /* also publish every Instance node as a blob (checkpoint.c) */
 } settle_ctx_t;
 
 /* Growable arrays through the allocator. Grown with `reallocate`: a large
@@ -262,6 +267,37 @@ static const cap_hash_t *resolve_child(void *p, size_t index, size_t ordinal)
     return &x->nodes[x->kids[x->nodes[r->order[index]].kid_off + ordinal]].hash;
 }
 
+/* One height's nodes, cut into parts that may run on the store's workers:
+ * the nodes of a height are independent (their children are all lower). */
+typedef struct hash_level {
+    settle_ctx_t *x;
+    const size_t *order;
+    const cap_t **caps;
+    cap_hash_t *hashes;
+    size_t count, parts;
+    _Atomic int rc; /* the first failure of any part */
+} hash_level_t;
+
+/* Nodes a part hashes at least: a worker's wake-up is worth it. */
+#define HASH_PART_MIN 256u
+
+static void hash_part(void *p, size_t i)
+{
+    hash_level_t *L = p;
+    size_t lo, hi;
+    store_part_range(L->count, L->parts, i, &lo, &hi);
+    resolve_ctx_t r = {L->x, L->order + lo};
+    int rc = cap_hash_many(L->caps + lo, hi - lo, L->hashes + lo, resolve_child, &r);
+    if (rc) {
+        int expect = CAP_OK;
+        atomic_compare_exchange_strong_explicit(&L->rc, &expect, rc, memory_order_relaxed,
+                                                memory_order_relaxed);
+        return;
+    }
+    for (size_t q = lo; q < hi; q++)
+        L->x->nodes[L->order[q]].hash = L->hashes[q];
+}
+
 /* Hash every node, lowest height first, one batch per height. */
 static int hash_all(settle_ctx_t *x)
 {
@@ -293,10 +329,16 @@ static int hash_all(settle_ctx_t *x)
     size_t lo = 0;
     for (size_t h = 0; h < levels && rc == CAP_OK; h++) {
         size_t hi = start[h];
-        resolve_ctx_t r = {x, order + lo};
-        rc = cap_hash_many(caps + lo, hi - lo, hashes + lo, resolve_child, &r);
-        for (size_t p = lo; p < hi && rc == CAP_OK; p++)
-            x->nodes[order[p]].hash = hashes[p];
+        hash_level_t L;
+        L.x = x;
+        L.order = order + lo;
+        L.caps = caps + lo;
+        L.hashes = hashes + lo;
+        L.count = hi - lo;
+        L.parts = store_parts(x->s, L.count, HASH_PART_MIN);
+        atomic_init(&L.rc, CAP_OK);
+        store_parallel(x->s, L.parts, hash_part, &L);
+        rc = atomic_load_explicit(&L.rc, memory_order_relaxed);
         lo = hi;
     }
     a->deallocate(a->ctx, mem, bytes);
@@ -359,7 +401,8 @@ static int prepare_copies(settle_ctx_t *x)
         /* A snapshot keyed by another hash (published under a wrong
          * unverified hash, or keyed by a settle that then gave up) cannot
          * be this blob: it gets its own copy, keyed right. */
-        bool keyed_elsewhere = !nd->instance && cap_key_conflicts(nd->snap, &nd->hash);
+        bool keyed_elsewhere =
+            (!nd->instance || x->checkpoint) && cap_key_conflicts(nd->snap, &nd->hash);
         if (!keyed_elsewhere && (!nd->nkids || exclusive(nd)))
             continue;
         cap_t *copy;
@@ -385,7 +428,7 @@ static int commit(settle_ctx_t *x)
     for (size_t i = 0; i < x->n; i++) {
         snode_t *nd = &x->nodes[i];
         mask |= bit(store_entry_shard(nd->e));
-        if (!nd->instance) {
+        if (!nd->instance || x->checkpoint) {
             unsigned b = store_blob_shard(store_blob_mix(s, &nd->hash));
             mask |= bit(b);
             pending[b]++;
@@ -426,7 +469,7 @@ static int commit(settle_ctx_t *x)
              * claim cannot fail after this. Keying content that a rewrite
              * in place only then produces is fine: a settle that gives up
              * leaves a key that a later one sees as keyed_elsewhere. */
-            if (!again && !nd->instance &&
+            if (!again && (!nd->instance || x->checkpoint) &&
                 !cap_claim_key(nd->fresh ? nd->fresh : nd->snap, &nd->hash))
                 again = true;
         }
@@ -472,8 +515,10 @@ static int commit(settle_ctx_t *x)
                 e->cap = nd->fresh;
                 nd->fresh = (cap_t *)0;
             }
-            if (nd->nkids)
+            if (nd->nkids || nd->old) /* rewritten, or (checkpoint) given a keyed copy */
                 e->version++;
+            if (x->checkpoint)
+                store_checkpoint_publish_locked(s, e->cap, &nd->hash, &tally);
             continue;
         }
         uint64_t mix = store_blob_mix(s, &nd->hash);
@@ -512,32 +557,65 @@ static int commit(settle_ctx_t *x)
     return CAP_OK;
 }
 
-/* Release everything the context holds (no lock held) and reset it. */
-static void ctx_reset(settle_ctx_t *x)
+/* Releasing, cut into parts for the store's workers: every release drops
+ * a reference this settle holds, so parts never free what another part
+ * still reads (an entry goes with the last reference, which is dropped
+ * last by whichever part holds it). */
+typedef struct release_job {
+    settle_ctx_t *x;
+    size_t parts;
+} release_job_t;
+
+/* Nodes a releasing part takes at least. */
+#define RELEASE_PART_MIN 1024u
+
+static void release_caps_part(void *p, size_t part)
 {
-    for (size_t i = 0; i < x->n; i++) {
-        fetch_ahead(x, i);
+    const release_job_t *j = p;
+    settle_ctx_t *x = j->x;
+    size_t lo, hi;
+    store_part_range(x->n, j->parts, part, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) {
+        if (i + AHEAD < hi)
+            fetch_ahead(x, i);
         cap_release(x->nodes[i].snap);
         cap_release(x->nodes[i].fresh);
         cap_release(x->nodes[i].old);
     }
-    /* The handle references taken over from caps rewritten in place; a
-     * release may free an entry, so no node's entry is touched after. */
-    for (size_t i = 0; i < x->n; i++) {
+}
+
+/* The handle references taken over from caps rewritten in place; a release
+ * may free an entry, so no node's entry is touched after its release. */
+static void release_kids_part(void *p, size_t part)
+{
+    const release_job_t *j = p;
+    const settle_ctx_t *x = j->x;
+    size_t lo, hi;
+    store_part_range(x->n, j->parts, part, &lo, &hi);
+    size_t end = hi < x->n ? x->nodes[hi].kid_off : x->nk; /* kids[] is in node order */
+    for (size_t i = lo; i < hi; i++) {
         const snode_t *nd = &x->nodes[i];
-        if (nd->rewrote) {
-            for (size_t k = 0; k < nd->nkids; k++) {
-                /* Kids are scattered: fetch their nodes, then their entries,
-                 * a little ahead (kids[] is in node order). */
-                size_t q = nd->kid_off + k;
-                if (q + 2 * AHEAD < x->nk)
-                    __builtin_prefetch(&x->nodes[x->kids[q + 2 * AHEAD]]);
-                if (q + AHEAD < x->nk)
-                    __builtin_prefetch(x->nodes[x->kids[q + AHEAD]].e, 1);
-                cap_ref_release(&x->nodes[x->kids[q]].e->ref);
-            }
+        if (!nd->rewrote)
+            continue;
+        for (size_t k = 0; k < nd->nkids; k++) {
+            /* Kids are scattered: fetch their nodes, then their entries, a
+             * little ahead. */
+            size_t q = nd->kid_off + k;
+            if (q + 2 * AHEAD < end)
+                __builtin_prefetch(&x->nodes[x->kids[q + 2 * AHEAD]]);
+            if (q + AHEAD < end)
+                __builtin_prefetch(x->nodes[x->kids[q + AHEAD]].e, 1);
+            cap_ref_release(&x->nodes[x->kids[q]].e->ref);
         }
     }
+}
+
+/* Release everything the context holds (no lock held) and reset it. */
+static void ctx_reset(settle_ctx_t *x)
+{
+    release_job_t j = {x, store_parts(x->s, x->n, RELEASE_PART_MIN)};
+    store_parallel(x->s, j.parts, release_caps_part, &j);
+    store_parallel(x->s, j.parts, release_kids_part, &j);
     const cap_alloc_t *a = x->a;
     if (x->nodes)
         a->deallocate(a->ctx, x->nodes, x->cap * sizeof(snode_t));
@@ -553,7 +631,16 @@ static void ctx_reset(settle_ctx_t *x)
     x->a = a;
 }
 
-int cap_store_settle(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, cap_err_t *err)
+/* A node as a start of checkpoint's closure walk: its hash and snapshot. */
+static const cap_t *node_given(void *p, size_t i, cap_hash_t *h)
+{
+    const settle_ctx_t *x = p;
+    *h = x->nodes[i].hash;
+    return x->nodes[i].snap;
+}
+
+int store_settle_run(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, bool checkpoint,
+                     cap_err_t *err)
 {
     if (!s || !t)
         return CAP_EINVAL;
@@ -580,9 +667,12 @@ int cap_store_settle(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, cap
     x.s = s;
     x.a = s->alloc;
     for (;;) {
+        x.checkpoint = checkpoint;
         int rc = snapshot(&x, root, err);
         if (rc == CAP_OK)
             rc = hash_all(&x);
+        if (rc == CAP_OK && checkpoint)
+            rc = store_walk_closure(s, x.n, node_given, &x, err);
         if (rc == CAP_OK)
             rc = commit(&x);
         if (rc == CAP_OK && out)
@@ -591,4 +681,9 @@ int cap_store_settle(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, cap
         if (rc != SETTLE_CONFLICT)
             return rc;
     }
+}
+
+int cap_store_settle(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, cap_err_t *err)
+{
+    return store_settle_run(s, t, out, false, err);
 }

@@ -86,6 +86,7 @@ static inline cap_t *store_slot_cap(const blob_slot_t *b)
 typedef struct store_fetch {
     cap_hash_t key;
     struct store_fetch *next;
+    const void *batch; /* the batch fetch it belongs to (provider.c); NULL: a single one */
     unsigned waiters;
     int done;
     int rc;
@@ -326,6 +327,9 @@ typedef struct store_blob_tally {
 /* store_blob_insert_new without the header counters, which go to `tally`. */
 void store_blob_insert_tallied(cap_store_t *s, store_shard_t *sh, uint64_t mix, cap_t *c,
                                store_blob_tally_t *tally);
+/* The same with explicit STORE_BLOB_* flags. */
+void store_blob_insert_tallied_flags(store_shard_t *sh, uint64_t mix, cap_t *c, unsigned flags,
+                                     store_blob_tally_t *tally);
 /* Add a batch's counters to the header (before the shard locks go). */
 void store_blob_tally_add(cap_store_t *s, const store_blob_tally_t *tally);
 /* Start the cache misses of inserting `mix` (its shard lock held). */
@@ -367,6 +371,38 @@ static inline int store_missing(cap_err_t *err, const cap_hash_t *h)
     return CAP_EBLOBMISSING;
 }
 
+/* batch_get.c ------------------------------------------------------------------------------- */
+
+/* A batch call's error detail: that of its lowest failing index. */
+typedef struct store_batch_err {
+    cap_err_t *err; /* the caller's (may be NULL) */
+    size_t first;   /* the lowest failing index so far; SIZE_MAX: none */
+    int code;       /* its code; CAP_OK: none */
+} store_batch_err_t;
+/* Item i failed with `code`: keep it if it is the lowest so far, with
+ * `detail` (NULL: made from the code and `h`). */
+void store_batch_fail(store_batch_err_t *b, size_t i, int code, const cap_err_t *detail,
+                      const cap_hash_t *h);
+
+/* settle.c, checkpoint.c, walk.c ------------------------------------------------------------ */
+
+/* cap_store_settle; with `checkpoint`, cap_store_checkpoint's graph part. */
+int store_settle_run(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, bool checkpoint,
+                     cap_err_t *err);
+/* In a checkpoint's commit (the shard locks of its blob and entry held,
+ * room reserved, `c` keyed `h`): freeze the Instance cap `c` and publish it
+ * as the blob `h` unless that blob is there (the entry keeps its reference). */
+void store_checkpoint_publish_locked(cap_store_t *s, cap_t *c, const cap_hash_t *h,
+                                     store_blob_tally_t *tally);
+/* Check that the Hash children of the `ngiven` caps given(ctx, i, &hash)
+ * (with hashes of their own: the nodes of a settle) exist in memory or in a
+ * backend, transitively: CAP_OK, or CAP_EBLOBMISSING (err: the first
+ * missing hash and what names it), CAP_EDECODE / CAP_EMISMATCH, CAP_EBACKEND,
+ * CAP_ENOMEM. Publishes nothing. */
+int store_walk_closure(cap_store_t *s, size_t ngiven,
+                       const cap_t *(*given)(void *ctx, size_t i, cap_hash_t *h), void *ctx,
+                       cap_err_t *err);
+
 /* provider.c -------------------------------------------------------------------------------- */
 
 static inline unsigned store_backend_count(const cap_store_t *s)
@@ -377,8 +413,27 @@ static inline unsigned store_backend_count(const cap_store_t *s)
  * held (the probe just missed); returns with it released. Single flight. */
 int store_fetch_locked(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, uint64_t mix,
                        cap_t **out, cap_err_t *err);
+/* The memory misses hashes[idx[0..m)] from the backends, in one batch per
+ * backend (cap_backend_read_many), single flight per hash as
+ * store_fetch_locked. Sets out[idx[j]] (a new reference or NULL) and
+ * codes[idx[j]] (when `codes`), and reports failures to `be`. */
+void store_fetch_many(cap_store_t *s, const cap_hash_t *hashes, const size_t *idx, size_t m,
+                      cap_t **out, int *codes, store_batch_err_t *be);
 /* The first writable backend, or NULL. */
 const cap_backend_t *store_writable_backend(const cap_store_t *s);
+
+/* parallel.c -------------------------------------------------------------------------------- */
+
+/* How many parts to cut `items` into for store_parallel: a few per worker
+ * thread, none smaller than `min_items`; 1 without workers. */
+size_t store_parts(const cap_store_t *s, size_t items, size_t min_items);
+/* fn(arg, i) for every part i in [0, parts), on the store's workers when it
+ * has them and parts > 1, else on this thread in order. Returns when all
+ * have returned (their writes are then visible to the caller). */
+void store_parallel(const cap_store_t *s, size_t parts, void (*fn)(void *arg, size_t i),
+                    void *arg);
+/* Part i of `items` cut into `parts` near-equal ranges: [*lo, *hi). */
+void store_part_range(size_t items, size_t parts, size_t i, size_t *lo, size_t *hi);
 
 /* retain.c ---------------------------------------------------------------------------------- */
 
