@@ -25,7 +25,8 @@ apt-get update -qq
 # build-essential, cmake, pkg-config, clang-14 and llvm-14 come from .ci/run.
 apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config clang-14 llvm-14 lld-14 qemu-user-static \
-  gcc-s390x-linux-gnu gcc-riscv64-linux-gnu liblmdb-dev:s390x libjansson-dev:s390x >/dev/null
+  gcc-s390x-linux-gnu gcc-riscv64-linux-gnu liblmdb-dev:s390x libjansson-dev:s390x \
+  libyajl-dev:s390x libhiredis-dev:s390x >/dev/null
 command -v clang >/dev/null || ln -sf /usr/bin/clang-14 /usr/local/bin/clang
 command -v node >/dev/null || apt-get install -y -qq --no-install-recommends nodejs >/dev/null
 # libssl-dev:s390x does not install next to the host's libssl-dev when the
