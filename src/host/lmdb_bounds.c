@@ -62,8 +62,8 @@ bool cap_lm_val_ok(lmdb_env_t *e, const MDB_val *v)
 {
     uintptr_t p = (uintptr_t)v->mv_data;
     uint64_t n = v->mv_size, ps = e->psize;
-    if (!p) return n == 0;
-    if (!ps) return false;
+    if (n == 0) return true; /* nothing is read (an empty value may point just past its page) */
+    if (!p || !ps) return false;
     struct cap_lm_region r;
     pthread_mutex_lock(&e->regions_mu);
     const struct cap_lm_region *found = find(e, p, n);
