@@ -121,6 +121,9 @@ static bool overflow_run(cap_lmf_walk_t *w, uint64_t p, uint64_t from, uint64_t 
         } else if (pages - 1 > w->last_pg - p) {
             problem(w, p, NULL, 0, "overflow run at page %llu of %llu pages runs past the last page %llu",
                     (unsigned long long)p, (unsigned long long)pages, (unsigned long long)w->last_pg);
+        } else if (pages > w->f->size / ps - p) { /* also bounds the loop below when last_pg is absurd */
+            problem(w, p, NULL, 0, "overflow run at page %llu of %llu pages runs past the end of the file",
+                    (unsigned long long)p, (unsigned long long)pages);
         } else {
             ok = true;
             for (uint64_t i = 1; i < pages; i++)
