@@ -206,7 +206,9 @@ static int db_get(const char *path, const char *hex, bool raw)
     size_t w = n ? fwrite(bytes, 1, n, stdout) : 0;
     free(bytes);
     if (w != n || fflush(stdout) != 0) {
-        cli_error("db get", "error writing standard output: %s", strerror(errno));
+        int ec = errno;
+        if (ec != EPIPE) cli_error("db get", "error writing standard output: %s", strerror(ec));
+        clearerr(stdout); /* said once: the check at exit need not say it again */
         return CLI_EBADINPUT;
     }
     return CLI_OK;

@@ -17,6 +17,7 @@
 #include "capstore/host.h"
 #include "capstore/persist.h"
 #include "cli.h"
+#include "db_guard.h"
 
 extern char **environ;
 
@@ -141,6 +142,7 @@ static int backend_blobs(demo_t *d, uint64_t *out)
 static int open_backend(demo_t *d)
 {
     if (!d->db_path) return cap_mem_backend_new(d->a, &d->db);
+    db_guard_arm(d->db_path); /* a damaged file ends the demo with a message, not a signal */
     return cap_lmdb_open(d->db_path, NULL, &d->db, &d->err);
 }
 

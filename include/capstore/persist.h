@@ -114,10 +114,20 @@ typedef struct cap_lmdb_options {
  * are ignored (never closed or used) in the child.
  * Blobs are keyed by their 32-byte hash; values are the wire form.
  * `write` commits one transaction per call; `write_batch` one per batch.
- * A committed write is durable (fsync) unless CAP_LMDB_NOSYNC.
+ * A committed write is durable (fsync) unless CAP_LMDB_NOSYNC. A hash
+ * stored with other bytes than those written gets the new ones (repaired).
+ * Before LMDB maps the file it is read with pread, and refused when it is
+ * not a regular file (a FIFO does not block the open), empty (read-only),
+ * damaged in its meta pages, or shorter than they claim; a missing lock
+ * file is created (its space allocated) only by the database's owner or
+ * root, with the database's mode and group (docs/persistence.md).
  * Errors: CAP_EBACKEND (err->what: "no such file", "permission denied",
- * "not an LMDB file", "already open read-only in this process", ...),
- * CAP_ENOMEM, CAP_EINVAL (NULL path or out). */
+ * "not an LMDB file", "not a regular file", "empty file", "damaged
+ * database (run capstore db check)", "truncated database (...)", "no space
+ * left on device", "no lock file, and only the database's owner may create
+ * it ...", "already open read-only in this process", ...; err->detail:
+ * the path, page or sizes concerned), CAP_ENOMEM, CAP_EINVAL (NULL path
+ * or out). */
 int cap_lmdb_open(const char *path, const cap_lmdb_options_t *opt, cap_backend_t **out,
                   cap_err_t *err);
 
@@ -183,7 +193,8 @@ typedef struct cap_lmdb_check_result {
  * re-hashed. Each finding goes to `fn` (may be NULL). Returns CAP_OK when
  * the check ran (`res`, may be NULL, says what it found; the database is
  * sound when res->bad and res->problems are 0), or an error when it could
- * not (the file cannot be opened: CAP_EBACKEND with the reason).
+ * not (the file or its lock file cannot be opened: CAP_EBACKEND with the
+ * reason; `res` then holds what the file part found).
  * The pread part cannot fault on a damaged file; LMDB's part can (it maps
  * the file), so a caller that must survive any file runs this in a child
  * process, as `capstore db check` does, and reports the last STEP. */

@@ -409,7 +409,7 @@ static void env_destroy(lmdb_env_t *e)
 {
     if (e->env) mdb_env_close(e->env);
     pthread_rwlock_destroy(&e->resize);
-    pthread_mutex_destroy(&e->regions_mu);
+    pthread_rwlock_destroy(&e->regions_lock);
     free(e->path);
     free(e);
 }
@@ -529,7 +529,7 @@ static int env_new(const char *path, const cap_lmdb_options_t *o, mode_t mode, b
     pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     int prc = pthread_rwlock_init(&e->resize, &ra);
     pthread_rwlockattr_destroy(&ra);
-    if (prc == 0 && pthread_mutex_init(&e->regions_mu, NULL) != 0) {
+    if (prc == 0 && pthread_rwlock_init(&e->regions_lock, NULL) != 0) {
         pthread_rwlock_destroy(&e->resize);
         prc = -1;
     }
