@@ -2,7 +2,7 @@
 /* Crash safety of collection (persist.h: cap_lmdb_collect). 50 rounds on
  * one database: the parent adds garbage (small unrooted graphs), now and
  * then a rooted graph, and drops a root (its graph turns to garbage); then
- * it forks a collector (transactions of 4 deletions, each reported through
+ * it forks a collector (transactions of one deletion, each reported through
  * a pipe once committed) and SIGKILLs it at once (one round in eight) or
  * after a random delay in [T/4, 5T/4], T adapting so that most kills land
  * in the sweep: in the open, the mark, between sweep transactions, inside
@@ -66,7 +66,7 @@ static void collector(int fd)
     cap_lmdb_options_t o = {CAP_LMDB_NOSYNC, 0, 0, 0};
     if (cap_lmdb_open(db, &o, &b, NULL) != CAP_OK) _exit(3);
     cap_lmdb_collect_options_t co = CAP_LMDB_COLLECT_OPTIONS_INIT;
-    co.batch = 4;
+    co.batch = 1;
     co.progress = on_progress;
     co.arg = &fd;
     if (cap_lmdb_collect(b, NULL, 0, &co, NULL, NULL) != CAP_OK) _exit(4);

@@ -16,7 +16,10 @@
  *   - a file that is not LMDB is refused; an LMDB file that is not a capstore
  *     database (other keys) opens, but iterating it fails with a reason, and
  *     bytes under a hash key that are not a cap do not decode; verification
- *     catches bytes stored under the wrong hash. */
+ *     catches bytes stored under the wrong hash;
+ *   - version 2: writes repair other bytes under a hash and count it, a
+ *     batch naming a hash twice keeps the first, read_many and exists_many
+ *     answer each hash from one snapshot, an empty value reads back. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -631,6 +634,76 @@ static void remove_dir(void)
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
 }
 
+/* Writes repair, reads come many at once, an empty value reads back: the
+ * version-2 entries of the LMDB backend. */
+static void test_v2_entries(void)
+{
+    char path[512];
+    cap_backend_t *b = open_small("v2.lmdb", path);
+    if (!b) return;
+    /* An empty value first: its node ends exactly at the end of its page,
+     * where LMDB points the (empty) data. */
+    cap_hash_t he;
+    memset(he.bytes, 0xee, 32);
+    CHECK_EQ_INT(cap_backend_write(b, &he, NULL, 0, NULL), CAP_OK);
+    uint8_t *bytes = (uint8_t *)1;
+    size_t n = 9;
+    CHECK_EQ_INT(cap_backend_read(b, &he, L, &bytes, &n, NULL), CAP_OK);
+    CHECK(bytes == NULL && n == 0);
+    CHECK_EQ_INT(cap_backend_exists(b, &he, NULL), CAP_OK);
+
+    uint8_t a[300], c[500];
+    memset(a, 0xaa, sizeof a);
+    memset(c, 0xcc, sizeof c);
+    cap_hash_t h;
+    memset(h.bytes, 0x11, 32);
+    cap_backend_item_t it = {h, a, sizeof a};
+    cap_backend_write_result_t r = {9, 9};
+    CHECK_EQ_INT(cap_backend_write_many(b, &it, 1, NULL, 0, &r, NULL), CAP_OK);
+    CHECK(r.written == 1 && r.repaired == 0);
+    CHECK_EQ_INT(cap_backend_write_many(b, &it, 1, NULL, 0, &r, NULL), CAP_OK);
+    CHECK(r.written == 0 && r.repaired == 0);
+    /* Other bytes under the hash: replaced (a value of another size too). */
+    cap_backend_item_t other = {h, c, sizeof c};
+    CHECK_EQ_INT(cap_backend_write_many(b, &other, 1, NULL, 0, &r, NULL), CAP_OK);
+    CHECK(r.written == 0 && r.repaired == 1);
+    CHECK_EQ_INT(cap_backend_read(b, &h, L, &bytes, &n, NULL), CAP_OK);
+    CHECK(n == sizeof c && bytes && memcmp(bytes, c, n) == 0);
+    free(bytes);
+    /* A batch naming a hash twice keeps the first. */
+    cap_hash_t h2;
+    memset(h2.bytes, 0x22, 32);
+    cap_backend_item_t two[3] = {{h2, a, 10}, {h, a, sizeof a}, {h2, c, 20}};
+    CHECK_EQ_INT(cap_backend_write_many(b, two, 3, NULL, 0, &r, NULL), CAP_OK);
+    CHECK(r.written == 1 && r.repaired == 1);
+    CHECK_EQ_INT(cap_backend_read(b, &h2, L, &bytes, &n, NULL), CAP_OK);
+    CHECK(n == 10 && bytes && memcmp(bytes, a, 10) == 0);
+    free(bytes);
+    /* A root over bytes that are no cap (their children cannot be read) is
+     * refused (test_lmdb_format.c has the roots). */
+    cap_backend_root_t root = {"main", h};
+    CHECK_EQ_INT(cap_backend_write_many(b, NULL, 0, &root, 1, &r, NULL), CAP_EDECODE);
+
+    /* read_many / exists_many: one snapshot, a code each. */
+    cap_hash_t hs[4] = {h, h2, he, h};
+    memset(hs[3].bytes, 0x99, 32);
+    uint8_t *bs[4];
+    size_t ls[4];
+    int codes[4];
+    CHECK_EQ_INT(cap_backend_read_many(b, hs, 4, L, bs, ls, codes, NULL), CAP_OK);
+    CHECK(codes[0] == CAP_OK && ls[0] == sizeof a && bs[0] && memcmp(bs[0], a, sizeof a) == 0);
+    CHECK(codes[1] == CAP_OK && ls[1] == 10);
+    CHECK(codes[2] == CAP_OK && ls[2] == 0 && bs[2] == NULL);
+    CHECK(codes[3] == CAP_ENOTFOUND && bs[3] == NULL);
+    for (int i = 0; i < 4; i++) free(bs[i]);
+    CHECK_EQ_INT(cap_backend_exists_many(b, hs, 4, codes, NULL), CAP_OK);
+    CHECK(codes[0] == CAP_OK && codes[1] == CAP_OK && codes[2] == CAP_OK && codes[3] == CAP_ENOTFOUND);
+    cap_lmdb_stats_t st;
+    CHECK_EQ_INT(cap_lmdb_stats(b, &st, NULL), CAP_OK);
+    CHECK_EQ_INT(st.blobs, 3);
+    cap_backend_free(b);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -650,6 +723,7 @@ int main(int argc, char **argv)
     test_not_lmdb();
     test_foreign_lmdb();
     test_batch_order();
+    test_v2_entries();
     remove_dir();
     return check_done("test_lmdb");
 }

@@ -27,9 +27,13 @@ static void help(void)
            "       capstore db [--db PATH] get [--raw] HASH\n"
            "       capstore db [--db PATH] put FILE...\n"
            "       capstore db [--db PATH] check\n"
-           "       capstore db [--db PATH] ls [--kind K] [--json] | roots | root set NAME HASH | root rm NAME\n"
-           "       capstore db [--db PATH] gc [--dry-run] [ROOT...] | compact\n"
-           "       capstore db [--db PATH] export (ROOT... | --all) -o FILE | import [--dry-run] [--force] FILE\n\n"
+           "       capstore db [--db PATH] ls [--kind K] [--json]\n"
+           "       capstore db [--db PATH] roots\n"
+           "       capstore db [--db PATH] root set NAME HASH | root rm NAME\n"
+           "       capstore db [--db PATH] gc [--dry-run] [--batch N] [ROOT...]\n"
+           "       capstore db [--db PATH] compact\n"
+           "       capstore db [--db PATH] export (ROOT... | --all) -o FILE\n"
+           "       capstore db [--db PATH] import [--dry-run] [--force] FILE\n\n"
            "The LMDB blob database: blobs keyed by cap hash, stored in the wire form.\n"
            "The database is the file given by --db PATH (before or after the action),\n"
            "else the CAPSTORE_DB environment variable, else %s. It is a single\n"
@@ -179,7 +183,9 @@ static int db_get(const char *path, const char *arg, bool raw)
     size_t w = n ? fwrite(bytes, 1, n, stdout) : 0;
     free(bytes);
     if (w != n || fflush(stdout) != 0) {
-        cli_error("db get", "error writing standard output: %s", strerror(errno));
+        int ec = errno;
+        if (ec != EPIPE) cli_error("db get", "error writing standard output: %s", strerror(ec));
+        clearerr(stdout); /* said once: the check at exit need not say it again */
         return CLI_EBADINPUT;
     }
     return CLI_OK;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
-/* capstore inspect [--all] FILE...: a human summary of wire files. */
+/* capstore inspect [--all] [--json] FILE...: a summary of wire files, for
+ * people or (--json) for programs. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,8 +8,9 @@
 
 #include "cli.h"
 #include "db_caps.h"
+#include "inspect_json.h"
 
-static const char usage[] = "capstore inspect [--all] FILE... | --db PATH HASH...";
+static const char usage[] = "capstore inspect [--all] [--json] FILE... | --db PATH HASH...";
 
 #define LIST_LIMIT 16 /* entries listed per list unless --all */
 
@@ -20,10 +22,12 @@ static void help(void)
            "pages (loaded / empty / missing), Instance fields and overlays, Image list\n"
            "lengths. Lists show their first %d entries unless --all is given.\n\n"
            "options:\n"
-           "  --all      list every entry\n"
-           "  --db PATH  the arguments are caps of the database PATH, each a hash, a\n"
-           "             unique prefix of at least 4 hex digits or a root name (read,\n"
-           "             decoded and verified)\n\n"
+           "  --all     list every entry\n"
+           "  --json    print a JSON array instead, one object per FILE, with the same\n"
+           "            fields and every list whole (numbers above 2^53 as strings)\n"
+           "  --db PATH the arguments are caps of the database PATH, each a hash, a unique\n"
+           "            prefix of at least 4 hex digits or a root name (read, decoded and\n"
+           "            verified; \"blob:\" names the argument, --json: \"blob\")\n\n"
            "Exit status: 0 success, 1 unreadable or malformed input (the message names the\n"
            "rule broken and its byte offset), 2 usage error.\n",
            usage, LIST_LIMIT);
@@ -163,9 +167,11 @@ static void inspect_image(const cap_t *c, bool all)
         printf("yield_marker_slot: none\n");
 }
 
-static void inspect_cap(const char *key, const char *name, cap_t *c, const char *hex, size_t wire_len, bool all);
+static int inspect_cap(const char *key, const char *name, cap_t *c, const char *hex, size_t wire_len, bool all,
+                       json_t *json);
 
-static int inspect_one(const char *path, bool all)
+/* With `json` (an array) the summary is appended there instead of printed. */
+static int inspect_one(const char *path, bool all, json_t *json)
 {
     cap_t *c;
     size_t wire_len;
@@ -178,16 +184,29 @@ static int inspect_one(const char *path, bool all)
         cap_release(c);
         return CLI_EBADINPUT;
     }
-    inspect_cap("file", cli_display_name(path), c, hex, wire_len, all);
-    return CLI_OK;
+    return inspect_cap("file", cli_display_name(path), c, hex, wire_len, all, json);
 }
 
-/* The summary of `c` (released here), under "<key>: <name>". */
-static void inspect_cap(const char *key, const char *name, cap_t *c, const char *hex, size_t wire_len, bool all)
+/* The summary of `c` (released here), named "<key>: <name>". */
+static int inspect_cap(const char *key, const char *name, cap_t *c, const char *hex, size_t wire_len, bool all,
+                       json_t *json)
 {
-    char line[32];
-    snprintf(line, sizeof line, "%s:", key);
-    printf("%-19s%s\n", line, name);
+    if (json) {
+        json_t *o = inspect_json(c, name, hex, wire_len);
+        cap_release(c);
+        if (o && strcmp(key, "file") != 0) { /* a blob of a database, not a file */
+            json_object_set(o, key, json_object_get(o, "file"));
+            json_object_del(o, "file");
+        }
+        if (!o || json_array_append_new(json, o) != 0) {
+            cli_error("inspect", "%s: out of memory", name);
+            return CLI_EBADINPUT;
+        }
+        return CLI_OK;
+    }
+    char label[32];
+    snprintf(label, sizeof label, "%s:", key);
+    printf("%-19s%s\n", label, name);
     printf("kind:              %s\n", cli_kind_name(cap_kind(c)));
     printf("hash:              %s\n", hex);
     printf("wire size:         %zu bytes\n", wire_len);
@@ -204,10 +223,11 @@ static void inspect_cap(const char *key, const char *name, cap_t *c, const char 
     }
     }
     cap_release(c);
+    return CLI_OK;
 }
 
 /* --db PATH: the caps the arguments name in the database. */
-static int inspect_db(const char *path, char **args, int n, bool all)
+static int inspect_db(const char *path, char **args, int n, bool all, json_t *json)
 {
     cap_t **caps = calloc((size_t)n, sizeof *caps);
     cap_hash_t *hashes = calloc((size_t)n, sizeof *hashes);
@@ -216,8 +236,11 @@ static int inspect_db(const char *path, char **args, int n, bool all)
     for (int i = 0; rc == CLI_OK && i < n; i++) {
         char hex[65];
         cli_hex(hex, hashes[i].bytes, 32);
-        if (i) printf("\n");
-        inspect_cap("blob", args[i], caps[i], hex, lens[i], all);
+        if (i && !json) printf("\n");
+        if (inspect_cap("blob", args[i], caps[i], hex, lens[i], all, json) != CLI_OK) {
+            for (int k = i + 1; k < n; k++) cap_release(caps[k]);
+            rc = CLI_EBADINPUT;
+        }
     }
     free(caps);
     free(hashes);
@@ -229,25 +252,41 @@ int cmd_inspect(int argc, char **argv)
 {
     int npos;
     bool want_help;
-    cli_opt_t opts[] = {{"--all", false, false, NULL}, {"--db", true, false, NULL}, {NULL, false, false, NULL}};
+    cli_opt_t opts[] = {{"--all", false, false, NULL}, {"--json", false, false, NULL},
+                        {"--db", true, false, NULL}, {NULL, false, false, NULL}};
     int rc = cli_parse_args("inspect", usage, argc, argv, opts, &want_help, &npos);
     if (rc != CLI_OK) return rc;
     if (want_help) {
         help();
         return CLI_OK;
     }
-    if (opts[1].seen) { /* caps of a database */
-        if (npos < 1) return cli_usage_error("inspect", usage, "missing HASH");
-        return inspect_db(opts[1].value, argv + 1, npos, opts[0].seen);
-    }
-    if (npos < 1) return cli_usage_error("inspect", usage, "missing FILE");
+    if (npos < 1) return cli_usage_error("inspect", usage, opts[2].seen ? "missing HASH" : "missing FILE");
     int stdin_uses = 0;
     for (int i = 1; i <= npos; i++) stdin_uses += strcmp(argv[i], "-") == 0;
     if (stdin_uses > 1) return cli_usage_error("inspect", usage, "standard input ('-') given twice");
+    json_t *json = opts[1].seen ? json_array() : NULL;
+    if (opts[1].seen && !json) {
+        cli_error("inspect", "out of memory");
+        return CLI_EBADINPUT;
+    }
     int status = CLI_OK;
-    for (int i = 1; i <= npos; i++) {
-        if (i > 1) printf("\n");
-        if (inspect_one(argv[i], opts[0].seen) != CLI_OK) status = CLI_EBADINPUT;
+    if (opts[2].seen) { /* caps of a database */
+        status = inspect_db(opts[2].value, argv + 1, npos, opts[0].seen, json);
+    } else {
+        for (int i = 1; i <= npos; i++) {
+            if (i > 1 && !json) printf("\n");
+            if (inspect_one(argv[i], opts[0].seen, json) != CLI_OK) status = CLI_EBADINPUT;
+        }
+    }
+    if (json) {
+        /* The files that could be read, even when another could not. */
+        if (json_dumpf(json, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0 || putchar('\n') == EOF)
+            status = CLI_EBADINPUT;
+        json_decref(json);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        cli_error("inspect", "error writing standard output");
+        return CLI_EBADINPUT;
     }
     return status;
 }

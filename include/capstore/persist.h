@@ -125,10 +125,20 @@ typedef struct cap_lmdb_options {
  * are ignored (never closed or used) in the child.
  * Blobs are keyed by their 32-byte hash; values are the wire form.
  * `write` commits one transaction per call; `write_batch` one per batch.
- * A committed write is durable (fsync) unless CAP_LMDB_NOSYNC.
+ * A committed write is durable (fsync) unless CAP_LMDB_NOSYNC. A hash
+ * stored with other bytes than those written gets the new ones (repaired).
+ * Before LMDB maps the file it is read with pread, and refused when it is
+ * not a regular file (a FIFO does not block the open), empty (read-only),
+ * damaged in its meta pages, or shorter than they claim; a missing lock
+ * file is created (its space allocated) only by the database's owner or
+ * root, with the database's mode and group (docs/persistence.md).
  * Errors: CAP_EBACKEND (err->what: "no such file", "permission denied",
- * "not an LMDB file", "already open read-only in this process", ...),
- * CAP_ENOMEM, CAP_EINVAL (NULL path or out). */
+ * "not an LMDB file", "not a regular file", "empty file", "damaged
+ * database (run capstore db check)", "truncated database (...)", "no space
+ * left on device", "no lock file, and only the database's owner may create
+ * it ...", "already open read-only in this process", ...; err->detail:
+ * the path, page or sizes concerned), CAP_ENOMEM, CAP_EINVAL (NULL path
+ * or out). */
 int cap_lmdb_open(const char *path, const cap_lmdb_options_t *opt, cap_backend_t **out,
                   cap_err_t *err);
 
@@ -289,7 +299,8 @@ typedef struct cap_lmdb_check_result {
  * re-hashed. Each finding goes to `fn` (may be NULL). Returns CAP_OK when
  * the check ran (`res`, may be NULL, says what it found; the database is
  * sound when res->bad and res->problems are 0), or an error when it could
- * not (the file cannot be opened: CAP_EBACKEND with the reason).
+ * not (the file or its lock file cannot be opened: CAP_EBACKEND with the
+ * reason; `res` then holds what the file part found).
  * The pread part cannot fault on a damaged file; LMDB's part can (it maps
  * the file), so a caller that must survive any file runs this in a child
  * process, as `capstore db check` does, and reports the last STEP. */
@@ -304,6 +315,89 @@ int cap_lmdb_check(const char *path, cap_lmdb_check_fn fn, void *arg, cap_lmdb_c
 int cap_mem_backend_new(const cap_alloc_t *a, cap_backend_t **out);
 /** Entries held by a memory backend (0 for another backend). */
 size_t cap_mem_backend_count(const cap_backend_t *b);
+
+/* Redis backend (host only; docs/redis.md) ---------------------------------------------- */
+
+/** cap_redis_options_t.flags */
+#define CAP_REDIS_READONLY 1u      /**< writes fail (CAP_EBACKEND "read-only") */
+#define CAP_REDIS_ALLOW_EVICTION 2u /**< accept a server whose maxmemory-policy evicts keys:
+                                        the user accepts a cache that forgets blobs */
+
+/** Defaults of cap_redis_options_t (a field left 0 takes them). */
+#define CAP_REDIS_DEFAULT_PREFIX "capstore:"
+#define CAP_REDIS_DEFAULT_CONNECT_TIMEOUT_MS 2000u
+#define CAP_REDIS_DEFAULT_COMMAND_TIMEOUT_MS 10000u
+#define CAP_REDIS_DEFAULT_RETRY_MS 5000u
+#define CAP_REDIS_DEFAULT_WAIT_TIMEOUT_MS 2000u
+#define CAP_REDIS_DEFAULT_MAX_BLOB_SIZE ((size_t)64 << 20)
+/** wait_replicas: do not wait for replicas (a lone server's default). */
+#define CAP_REDIS_NO_WAIT (-1)
+
+/** Options of cap_redis_open. Set `size` to sizeof(cap_redis_options_t)
+ * (CAP_REDIS_OPTIONS_INIT does): fields a later version adds at the end
+ * are read only when `size` covers them. Zero fields take the defaults. */
+typedef struct cap_redis_options {
+    size_t size;                 /**< sizeof(cap_redis_options_t) */
+    unsigned flags;              /**< CAP_REDIS_* */
+    const char *password;        /**< NULL: the CAPSTORE_REDIS_PASSWORD environment
+                                      variable, if set; never in the URI */
+    const char *prefix;          /**< overrides the URI's ?prefix=; NULL: the URI's,
+                                      else CAP_REDIS_DEFAULT_PREFIX */
+    unsigned connect_timeout_ms; /**< 0: CAP_REDIS_DEFAULT_CONNECT_TIMEOUT_MS */
+    unsigned command_timeout_ms; /**< a reply slower than this fails the connection;
+                                      0: CAP_REDIS_DEFAULT_COMMAND_TIMEOUT_MS */
+    unsigned retry_ms;           /**< how long a call keeps retrying TRYAGAIN, CLUSTERDOWN,
+                                      LOADING and lost connections (backoff from 10 ms,
+                                      doubling, at most 500 ms a step); 0: the default;
+                                      use 1 for (almost) no retrying */
+    int wait_replicas;           /**< a write returns CAP_OK only once this many replicas
+                                      acknowledged it (Redis WAIT); 0: the default, 1
+                                      when every master has a replica, else none;
+                                      CAP_REDIS_NO_WAIT: never wait */
+    unsigned wait_timeout_ms;    /**< WAIT's timeout; 0: CAP_REDIS_DEFAULT_WAIT_TIMEOUT_MS */
+    size_t max_blob_size;        /**< larger values are refused unread (CAP_EBACKEND
+                                      "blob larger than max_blob_size"), and not written;
+                                      0: CAP_REDIS_DEFAULT_MAX_BLOB_SIZE */
+} cap_redis_options_t;
+
+/** Options with `size` set and every other field 0 (the defaults). */
+#define CAP_REDIS_OPTIONS_INIT                                                                  \
+    {sizeof(cap_redis_options_t), 0u, (const char *)0, (const char *)0, 0u, 0u, 0u, 0, 0u, 0}
+
+/** Open a Redis server or Redis Cluster as a backend. `uri` is
+ * redis://[user@]host[:port][,host[:port]...][/][?prefix=P] (port 6379 by
+ * default; P percent-decoded): the hosts are seeds, any one of which tells
+ * the cluster's slot map (a server without cluster mode is used alone). A
+ * password in the URI is refused: it would show in the process list.
+ * Blobs are keys P + the 32 raw hash bytes holding the wire bytes, named
+ * roots are fields of the hash P + "roots" (docs/redis.md). Every read is
+ * verified by the store (the backend is never TRUSTED); a batch is not
+ * atomic (CAP_BACKEND_NONATOMIC_BATCH): writes that returned CAP_OK are
+ * stored (and acknowledged by wait_replicas replicas), a failed batch may
+ * have stored part of its items. `opt` may be NULL for the defaults.
+ * Errors: CAP_EINVAL (bad URI or options: err->what, err->detail),
+ * CAP_EBACKEND (no seed answered, authentication failed, an evicting
+ * maxmemory-policy without CAP_REDIS_ALLOW_EVICTION: err->what, and the
+ * node host:port in err->detail), CAP_ENOMEM. Thread-safe as sys/backend.h
+ * requires: connections are pooled per node and each call takes its own. */
+int cap_redis_open(const char *uri, const cap_redis_options_t *opt, cap_backend_t **out,
+                   cap_err_t *err);
+
+/** Whether `b` was made by cap_redis_open. */
+bool cap_backend_is_redis(const cap_backend_t *b);
+
+typedef struct cap_redis_stats {
+    uint64_t masters;        /**< nodes serving slots (1 for a lone server) */
+    uint64_t replicas;       /**< replicas the slot map lists */
+    int wait_replicas;       /**< what writes wait for */
+    uint64_t blobs;          /**< keys of blob form under the prefix (a SCAN) */
+    uint64_t bytes;          /**< sum of their lengths (STRLEN) */
+    uint64_t roots;          /**< named roots */
+} cap_redis_stats_t;
+
+/** Statistics of a Redis backend (scans every master). CAP_EINVAL if `b`
+ * is not a Redis backend; CAP_EBACKEND. */
+int cap_redis_stats(const cap_backend_t *b, cap_redis_stats_t *st, cap_err_t *err);
 
 /* Fault injection (host only; for testing error paths) ------------------------------------- */
 

@@ -5,7 +5,8 @@
  * nodes (a whole tree level) and is where the speed is: the SHA-NI kernel
  * keeps several nodes in flight. The streaming form (cap_sha256_init /
  * update / final) hashes a message of any length, such as an archive's
- * trailing checksum (docs/archive.md). */
+ * trailing checksum (docs/archive.md). Pointer arguments must not be NULL
+ * (undefined behaviour; the inner loop does not check). */
 #ifndef CAPSTORE_SHA256_H
 #define CAPSTORE_SHA256_H
 

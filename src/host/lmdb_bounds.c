@@ -20,7 +20,7 @@
 #include "lmdb_file.h"
 #include "lmdb_internal.h"
 
-/* Read this process's maps of e's file. Called with regions_mu held. */
+/* Read this process's maps of e's file. Called with regions_lock held exclusively. */
 static void refresh(lmdb_env_t *e)
 {
     e->nregions = 0;
@@ -48,7 +48,7 @@ static void refresh(lmdb_env_t *e)
     fclose(f);
 }
 
-/* The region holding [p, p + n), or NULL. Called with regions_mu held. */
+/* The region holding [p, p + n), or NULL. Called with regions_lock held. */
 static const struct cap_lm_region *find(const lmdb_env_t *e, uintptr_t p, uint64_t n)
 {
     for (int i = 0; i < e->nregions; i++) {
@@ -62,18 +62,25 @@ bool cap_lm_val_ok(lmdb_env_t *e, const MDB_val *v)
 {
     uintptr_t p = (uintptr_t)v->mv_data;
     uint64_t n = v->mv_size, ps = e->psize;
-    if (!p) return n == 0;
-    if (!ps) return false;
+    if (n == 0) return true; /* nothing is read (an empty value may point just past its page) */
+    if (!p || !ps) return false;
     struct cap_lm_region r;
-    pthread_mutex_lock(&e->regions_mu);
+    pthread_rwlock_rdlock(&e->regions_lock); /* readers of many threads do not queue here */
     const struct cap_lm_region *found = find(e, p, n);
-    if (!found && !e->regions_unknown) {
-        refresh(e);
-        found = find(e, p, n);
-    }
     bool unknown = e->regions_unknown;
     if (found) r = *found;
-    pthread_mutex_unlock(&e->regions_mu);
+    pthread_rwlock_unlock(&e->regions_lock);
+    if (!found && !unknown) { /* the map moved (it grew), or the first look */
+        pthread_rwlock_wrlock(&e->regions_lock);
+        found = find(e, p, n);
+        if (!found) {
+            refresh(e);
+            found = find(e, p, n);
+        }
+        unknown = e->regions_unknown;
+        if (found) r = *found;
+        pthread_rwlock_unlock(&e->regions_lock);
+    }
     if (unknown) return true; /* no way to tell here: LMDB's word is taken */
     if (!found) return false;
 

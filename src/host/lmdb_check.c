@@ -189,7 +189,20 @@ static void check_value(check_t *c, lmdb_env_t *e, const MDB_val *k, const MDB_v
     }
 }
 
-static void lmdb_part(check_t *c, const char *path)
+/* Whether an open failed because of the file's content (a finding), or
+ * for another reason (permission, a missing lock file: the check cannot
+ * run). */
+static bool open_found_damage(const cap_err_t *err)
+{
+    static const char *const damage[] = {"damaged", "truncated", "not an LMDB", "empty file",
+                                         "a page the database", "database file corrupted"};
+    for (size_t i = 0; err->what && i < sizeof damage / sizeof damage[0]; i++)
+        if (strncmp(err->what, damage[i], strlen(damage[i])) == 0) return true;
+    return false;
+}
+
+/* CAP_OK, or the reason LMDB's view could not be looked at (in *err). */
+static int lmdb_part(check_t *c, const char *path, cap_err_t *out_err)
 {
     emit(c, CAP_LMDB_STEP, NULL, NULL, 0, "opening the database with LMDB");
     cap_lmdb_options_t o;
@@ -200,10 +213,14 @@ static void lmdb_part(check_t *c, const char *path)
     memset(&err, 0, sizeof err);
     int rc = cap_lmdb_open(path, &o, &b, &err);
     if (rc != CAP_OK) {
+        if (!open_found_damage(&err)) {
+            if (out_err) *out_err = err;
+            return rc;
+        }
         char msg[256];
         cap_err_format(&err, msg, sizeof msg);
         emit(c, CAP_LMDB_PROBLEM, NULL, NULL, 0, "LMDB cannot open it: %s", msg);
-        return;
+        return CAP_OK;
     }
     lmdb_env_t *e = cap_lm_env_of(b);
     cap_lm_held_t fr;
@@ -223,7 +240,7 @@ static void lmdb_part(check_t *c, const char *path)
         const char *why = cap_lmdb_error_text(rc);
         emit(c, CAP_LMDB_PROBLEM, NULL, NULL, 0, "LMDB cannot read it: %s", why ? why : "LMDB error");
         cap_backend_free(b);
-        return;
+        return CAP_OK;
     }
     uint64_t walked = 0;
     MDB_val k, v, prev = {0, NULL};
@@ -275,6 +292,7 @@ static void lmdb_part(check_t *c, const char *path)
     mdb_txn_abort(txn);
     cap_lm_leave(&fr);
     cap_backend_free(b);
+    return CAP_OK;
 }
 
 int cap_lmdb_check(const char *path, cap_lmdb_check_fn fn, void *arg, cap_lmdb_check_result_t *res, cap_err_t *err)
@@ -304,8 +322,15 @@ int cap_lmdb_check(const char *path, cap_lmdb_check_fn fn, void *arg, cap_lmdb_c
         whole = file_part(&c, fd, (uint64_t)sb.st_size);
     }
     close(fd);
-    if (whole) lmdb_part(&c, path);
-    else emit(&c, CAP_LMDB_NOTE, NULL, NULL, 0, "LMDB's view is not checked: it would refuse the file");
+    if (whole) {
+        int rc = lmdb_part(&c, path, err);
+        if (rc != CAP_OK) {
+            if (res) *res = c.res;
+            return rc;
+        }
+    } else {
+        emit(&c, CAP_LMDB_NOTE, NULL, NULL, 0, "LMDB's view is not checked: it would refuse the file");
+    }
     if (res) *res = c.res;
     cap_backend_fail(err, CAP_OK, NULL);
     return CAP_OK;

@@ -2,7 +2,13 @@
 /* Closures inside one LMDB transaction (lmdb_closure.h). The set's array is
  * the queue: entry `done` is the next to read; its children (from the wire
  * bytes, cap_wire_for_each_child: nothing decoded or allocated) are added
- * at the end. A hash read again is only a set lookup. */
+ * at the end. A hash read again is only a set lookup.
+ *
+ * Breadth first, a level at a time, and each level read in key order: hashes
+ * are random, so a level read in the order it was found jumps around the
+ * B-tree and every lookup misses the cache; sorted, successive lookups go
+ * through neighbouring pages, each leaf page touched about once a level
+ * (a mark of 5 x 10^5 blobs in a 10^6-blob file goes several times faster). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,10 +82,72 @@ static int on_child(void *arg, const cap_child_t *ch)
     return 0;
 }
 
+/* The entries [lo, hi) in ascending key order: an LSD radix sort on the
+ * first 8 bytes (equal prefixes, about never, stay in set order: harmless).
+ * NULL when out of memory. */
+typedef struct ord_rec {
+    uint64_t prefix;
+    uint32_t idx;
+} ord_rec_t;
+
+static uint32_t *key_order(const cap_hset_t *set, size_t lo, size_t hi)
+{
+    size_t n = hi - lo;
+    ord_rec_t *a = malloc(n * sizeof *a), *t = malloc(n * sizeof *t);
+    if (!a || !t) {
+        free(a);
+        free(t);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *k = set->keys[lo + i].bytes;
+        uint64_t p = 0;
+        for (int j = 0; j < 8; j++) p = p << 8 | k[j];
+        a[i].prefix = p;
+        a[i].idx = (uint32_t)(lo + i);
+    }
+    for (unsigned shift = 0; shift < 64; shift += 8) {
+        size_t count[257] = {0};
+        for (size_t i = 0; i < n; i++) count[((a[i].prefix >> shift) & 0xff) + 1]++;
+        for (int d = 0; d < 256; d++) count[d + 1] += count[d];
+        for (size_t i = 0; i < n; i++) t[count[(a[i].prefix >> shift) & 0xff]++] = a[i];
+        ord_rec_t *x = a;
+        a = t;
+        t = x;
+    }
+    uint32_t *order = (uint32_t *)(void *)t; /* reuse: 4 bytes an entry fit in 16 */
+    for (size_t i = 0; i < n; i++) order[i] = a[i].idx;
+    free(a);
+    return order;
+}
+
+#define SORT_MIN 64
+
+/* Read and follow entry i. 0, an LMDB code, or ENOMEM. */
+static int follow(lmdb_env_t *e, MDB_cursor *cur, cap_lm_closure_t *c, size_t i);
+
 int cap_lm_closure_run(lmdb_env_t *e, MDB_txn *txn, cap_lm_closure_t *c)
 {
-    while (c->done < c->set.n) {
-        size_t i = c->done++;
+    /* One cursor: a lookup near the last one (in key order) stays on its
+     * leaf page instead of descending from the root (LMDB's MDB_SET_KEY
+     * looks at the cursor's page first). */
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, e->dbi, &cur);
+    if (rc) return rc;
+    while (rc == 0 && c->done < c->set.n) {
+        size_t lo = c->done, hi = c->set.n; /* a level: children go past hi */
+        uint32_t *order = hi - lo >= SORT_MIN ? key_order(&c->set, lo, hi) : NULL;
+        for (size_t k = 0; k < hi - lo && rc == 0; k++) rc = follow(e, cur, c, order ? order[k] : lo + k);
+        free(order);
+        if (rc == 0) c->done = hi;
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+static int follow(lmdb_env_t *e, MDB_cursor *cur, cap_lm_closure_t *c, size_t i)
+{
+    {
         cap_hash_t h = c->set.keys[i]; /* a copy: adding children may move the array */
         const uint8_t *bytes = NULL;
         size_t n = 0;
@@ -90,15 +158,15 @@ int cap_lm_closure_run(lmdb_env_t *e, MDB_txn *txn, cap_lm_closure_t *c)
             n = item->n;
         } else {
             MDB_val k = {32, h.bytes}, v;
-            int rc = mdb_get(txn, e->dbi, &k, &v);
+            int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
             if (rc == MDB_NOTFOUND) {
                 if (c->missing++ == 0) c->first_missing = i;
-                continue;
+                return 0;
             }
             if (rc) return rc;
             if (!cap_lm_val_ok(e, &v)) {
                 if (c->bad++ == 0) c->first_bad = i;
-                continue;
+                return 0;
             }
             bytes = v.mv_data;
             n = v.mv_size;

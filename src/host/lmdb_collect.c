@@ -40,6 +40,12 @@ typedef struct collect {
     size_t ndel;
     uint64_t scanned, bytes, late;
     uint64_t starts; /* distinct roots added to the set (given and named) */
+    /* The mark in key order, for the sweep (which reads keys in order: a
+     * merge, no hash probe); pos is where the sweep is in it (pos_txn at
+     * the start of the transaction running). Hashes marked later (a root
+     * set meanwhile) are found in the set. */
+    cap_hash_t *sorted;
+    size_t nsorted, pos, pos_txn;
 } collect_t;
 
 static void mark_tick(void *arg, uint64_t read, uint64_t bytes)
@@ -109,6 +115,70 @@ static int mark_roots(collect_t *x, MDB_txn *txn, uint64_t *late)
     return 0;
 }
 
+/* The marked hashes sorted (an LSD radix sort on the first 8 bytes, runs
+ * of an equal prefix finished by insertion sort). -1 out of memory. */
+typedef struct srec {
+    uint64_t prefix;
+    size_t idx;
+} srec_t;
+
+static int sort_mark(collect_t *x)
+{
+    size_t n = x->c.set.n;
+    srec_t *a = malloc((n ? n : 1) * sizeof *a), *t = malloc((n ? n : 1) * sizeof *t);
+    x->sorted = malloc((n ? n : 1) * sizeof *x->sorted);
+    if (!a || !t || !x->sorted) {
+        free(a);
+        free(t);
+        return -1;
+    }
+    const cap_hash_t *keys = x->c.set.keys;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t p = 0;
+        for (int j = 0; j < 8; j++) p = p << 8 | keys[i].bytes[j];
+        a[i].prefix = p;
+        a[i].idx = i;
+    }
+    size_t *count = malloc(65537 * sizeof *count); /* 16-bit digits: four passes */
+    if (!count) {
+        free(a);
+        free(t);
+        return -1;
+    }
+    for (unsigned shift = 0; shift < 64; shift += 16) {
+        memset(count, 0, 65537 * sizeof *count);
+        for (size_t i = 0; i < n; i++) count[((a[i].prefix >> shift) & 0xffff) + 1]++;
+        for (int d = 0; d < 65536; d++) count[d + 1] += count[d];
+        for (size_t i = 0; i < n; i++) t[count[(a[i].prefix >> shift) & 0xffff]++] = a[i];
+        srec_t *y = a;
+        a = t;
+        t = y;
+    }
+    free(count);
+    for (size_t i = 0; i < n; i++) {
+        x->sorted[i] = keys[a[i].idx];
+        for (size_t m = i; m > 0 && a[m - 1].prefix == a[i].prefix &&
+                           memcmp(x->sorted[m - 1].bytes, x->sorted[m].bytes, 32) > 0;
+             m--) {
+            cap_hash_t h = x->sorted[m];
+            x->sorted[m] = x->sorted[m - 1];
+            x->sorted[m - 1] = h;
+        }
+    }
+    x->nsorted = n;
+    free(a);
+    free(t);
+    return 0;
+}
+
+/* Whether `h` is marked; the sweep asks in ascending order. */
+static bool marked(collect_t *x, const cap_hash_t *h)
+{
+    while (x->pos < x->nsorted && memcmp(x->sorted[x->pos].bytes, h->bytes, 32) < 0) x->pos++;
+    if (x->pos < x->nsorted && memcmp(x->sorted[x->pos].bytes, h->bytes, 32) == 0) return true;
+    return x->c.set.n > x->nsorted && cap_hset_find(&x->c.set, h) != SIZE_MAX;
+}
+
 /* Step 2: list the unmarked keys from x->next on, at most `batch` of them,
  * and where to go on from. Before anything changes (see the top). */
 static int list_unmarked(collect_t *x, MDB_txn *txn)
@@ -133,7 +203,7 @@ static int list_unmarked(collect_t *x, MDB_txn *txn)
             break;
         }
         x->scanned++;
-        if (cap_hset_find(&x->c.set, &h) != SIZE_MAX) continue;
+        if (marked(x, &h)) continue;
         x->del[x->ndel++] = h;
         x->bytes += v.mv_size;
     }
@@ -145,23 +215,43 @@ static int list_unmarked(collect_t *x, MDB_txn *txn)
     return rc;
 }
 
+/* Step 3: delete the listed keys, walking a cursor over the range again and
+ * deleting where it meets them (both in key order): no descent from the
+ * root per key. After a delete the cursor already stands on the next key
+ * (MDB_NEXT then returns it). */
+static int delete_listed(collect_t *x, MDB_txn *txn)
+{
+    if (x->ndel == 0) return 0;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, x->b->e->dbi, &cur);
+    if (rc) return rc;
+    MDB_val k = {32, x->del[0].bytes}, v;
+    size_t j = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY); rc == 0 && j < x->ndel;) {
+        if (k.mv_size == 32 && memcmp(k.mv_data, x->del[j].bytes, 32) == 0) {
+            if ((rc = mdb_cursor_del(cur, 0))) break;
+            if (++j == x->ndel) break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND && j < x->ndel) rc = MDB_CORRUPTED; /* listed in this transaction: cannot be */
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* One sweep transaction (cap_lm_write_txn runs it again after growing a
  * full map: it starts over from x->next, the counts with it). */
 static int sweep_txn(lmdb_env_t *e, MDB_txn *txn, void *arg)
 {
     collect_t *x = arg;
+    (void)e; /* x->b->e */
     x->ndel = 0;
     x->scanned = x->bytes = x->late = 0;
+    x->pos = x->pos_txn;
     int rc = mark_roots(x, txn, &x->late);
     if (rc) return rc;
     if ((rc = list_unmarked(x, txn))) return rc;
-    for (size_t i = 0; i < x->ndel; i++) {
-        MDB_val k = {32, x->del[i].bytes};
-        rc = mdb_del(txn, e->dbi, &k, NULL);
-        if (rc == MDB_NOTFOUND) rc = 0; /* cannot happen: this transaction listed it */
-        if (rc) return rc;
-    }
-    return 0;
+    return delete_listed(x, txn);
 }
 
 static int sweep_fail(void *arg, int rc, cap_err_t *err)
@@ -221,6 +311,14 @@ static int mark(collect_t *x, const cap_hash_t *roots, size_t nroots, cap_err_t 
     MDB_txn *txn;
     int rc = cap_lm_begin(e, &fr, MDB_RDONLY, &txn, NULL);
     if (rc) return cap_lm_fail(err, rc);
+    /* The set at most holds every blob (and the few hashes missing): sized
+     * once, never grown and rehashed on the way. */
+    MDB_stat st;
+    if (mdb_stat(txn, e->dbi, &st) == 0 && cap_hset_reserve(&x->c.set, (size_t)st.ms_entries + nroots + 64) != 0) {
+        mdb_txn_abort(txn);
+        cap_lm_leave(&fr);
+        return cap_backend_fail(err, CAP_ENOMEM, "out of memory");
+    }
     rc = e->format >= 2 ? mark_roots(x, txn, NULL) : cap_lm_closure_run(e, txn, &x->c);
     if (rc == 0 && x->c.missing) rc = CAP_LM_MISSING;
     if (rc == 0 && x->c.bad) rc = CAP_LM_BAD;
@@ -272,7 +370,7 @@ int cap_lmdb_collect(const cap_backend_t *bk, const cap_hash_t *roots, size_t nr
         goto out;
     }
     x->del = malloc(x->o.batch * sizeof *x->del);
-    if (!x->del) {
+    if (!x->del || sort_mark(x) != 0) {
         rc = cap_backend_fail(err, CAP_ENOMEM, "out of memory");
         goto out;
     }
@@ -288,6 +386,7 @@ int cap_lmdb_collect(const cap_backend_t *bk, const cap_hash_t *roots, size_t nr
         x->res.marked += x->c.read - marked_before;
         x->res.marked_bytes += x->c.bytes - bytes_before;
         x->started = true;
+        x->pos_txn = x->pos;
         if (x->o.progress) x->o.progress(x->o.arg, "sweep", x->res.scanned, x->res.deleted_bytes);
         if (x->done) break;
     }
@@ -298,6 +397,7 @@ out:
     }
     cap_lm_closure_free(&x->c);
     free(x->del);
+    free(x->sorted);
     free(x);
     if (rc == CAP_OK) cap_backend_fail(err, CAP_OK, NULL);
     return rc;

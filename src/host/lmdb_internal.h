@@ -31,8 +31,8 @@ typedef struct lmdb_env {
     uint64_t map_gen; /* bumped (under the exclusive lock) whenever the map changes */
     _Atomic uint64_t file_size; /* bytes known to exist (values past it are refused) */
     char *path;
-    /* Where this process maps the file (lmdb_bounds.c), under regions_mu. */
-    pthread_mutex_t regions_mu;
+    /* Where this process maps the file (lmdb_bounds.c), under regions_lock. */
+    pthread_rwlock_t regions_lock;
     struct cap_lm_region {
         uintptr_t start, end;
         uint64_t offset;

@@ -22,6 +22,7 @@ typedef struct tree {
     size_t key_size;
     unsigned depth;
     bool is_free; /* the free database: read each value as a page list */
+    bool named;   /* a named database: its records are not followed again */
 } tree_t;
 
 static void problem(cap_lmf_walk_t *w, uint64_t page, const uint8_t *key, size_t ksize, const char *fmt, ...)
@@ -120,6 +121,9 @@ static bool overflow_run(cap_lmf_walk_t *w, uint64_t p, uint64_t from, uint64_t 
         } else if (pages - 1 > w->last_pg - p) {
             problem(w, p, NULL, 0, "overflow run at page %llu of %llu pages runs past the last page %llu",
                     (unsigned long long)p, (unsigned long long)pages, (unsigned long long)w->last_pg);
+        } else if (pages > w->f->size / ps - p) { /* also bounds the loop below when last_pg is absurd */
+            problem(w, p, NULL, 0, "overflow run at page %llu of %llu pages runs past the end of the file",
+                    (unsigned long long)p, (unsigned long long)pages);
         } else {
             ok = true;
             for (uint64_t i = 1; i < pages; i++)
@@ -199,7 +203,7 @@ static void sub_tree(cap_lmf_walk_t *w, uint64_t page, const cap_lmf_node_t *n)
      * in the enclosing tree's; nor are its entries, where LMDB counts
      * duplicates. */
     uint64_t saved[4] = {w->branch, w->leaf, w->overflow, w->entries};
-    tree_t t = {"named", LMF_KEYS_ANY, 0, d.depth, false};
+    tree_t t = {"named", LMF_KEYS_ANY, 0, d.depth, false, true};
     bound_t open = {NULL, NULL, 0, 0};
     walk_page(w, &t, d.root, page, 1, open);
     w->branch = saved[0];
@@ -215,7 +219,11 @@ static void leaf_node(cap_lmf_walk_t *w, const tree_t *t, uint64_t p, const cap_
         problem(w, p, n->key, n->ksize, "a key of %zu bytes in the %s database (%zu expected)", n->ksize, t->name,
                 t->key_size);
     if ((n->flags & LMF_F_SUBDATA) && !(n->flags & LMF_F_BIGDATA)) {
-        sub_tree(w, p, n);
+        /* Only the main database names databases: one level, so a damaged
+         * record cannot lead the walk round in circles even without the
+         * page map. */
+        if (t->named) problem(w, p, n->key, n->ksize, "a database record inside a named database");
+        else sub_tree(w, p, n);
         return;
     }
     uint8_t *value = NULL;
@@ -314,7 +322,7 @@ void cap_lmf_walk_tree(cap_lmf_walk_t *w, const cap_lmf_db_t *db, const char *na
                     (unsigned long long)db->entries);
         return;
     }
-    tree_t t = {name, keys, key_size, db->depth, keys == LMF_KEYS_INTEGER};
+    tree_t t = {name, keys, key_size, db->depth, keys == LMF_KEYS_INTEGER, false};
     bound_t open = {NULL, NULL, 0, 0};
     uint64_t before = w->problems;
     walk_page(w, &t, db->root, UINT64_MAX, 1, open);
