@@ -36,6 +36,45 @@ static inline void set_tag(blob_table_t *t, size_t i, uint8_t v)
     atomic_store_explicit(w, x, memory_order_relaxed);
 }
 
+/* The miss filter: a blocked Bloom filter after the tags in the same block,
+ * one 64-bit word per 16 slots (four bits a slot); a key sets two bits of
+ * one word. Most misses stop at it: the filter is half the size of the
+ * tags, so more of it stays in cache. Bits are set under the shard lock
+ * before the key's tag; deletions leave them (stale bits cost only a tag
+ * probe) until the table is rebuilt or grown (blobs.c). Mix bits: the word
+ * from bits 7 up (above the tag's), the bits from 44-55 (apart from the
+ * word's for any table of up to 2^41 slots). */
+#define FILTER_SLOTS_LOG 4u
+static inline size_t filter_words(unsigned log)
+{
+    return ((size_t)1 << log) >> FILTER_SLOTS_LOG;
+}
+static inline _Atomic uint64_t *table_filter(const blob_table_t *t)
+{
+    return (_Atomic uint64_t *)&t->tags[((size_t)1 << t->log) >> STORE_TAG_WORD_LOG];
+}
+static inline _Atomic uint64_t *filter_word(const blob_table_t *t, uint64_t mix)
+{
+    return &table_filter(t)[(size_t)(mix >> 7) & (filter_words(t->log) - 1)];
+}
+static inline uint64_t filter_bits(uint64_t mix)
+{
+    return ((uint64_t)1 << ((mix >> 44) & 63u)) | ((uint64_t)1 << ((mix >> 50) & 63u));
+}
+/* False: `mix` is in no slot of `t` (as far as the tags are concerned). */
+static inline bool filter_maybe(const blob_table_t *t, uint64_t mix)
+{
+    uint64_t b = filter_bits(mix);
+    return (atomic_load_explicit(filter_word(t, mix), memory_order_relaxed) & b) == b;
+}
+/* Shard lock held. */
+static inline void filter_add(blob_table_t *t, uint64_t mix)
+{
+    _Atomic uint64_t *w = filter_word(t, mix);
+    uint64_t x = atomic_load_explicit(w, memory_order_relaxed) | filter_bits(mix);
+    atomic_store_explicit(w, x, memory_order_relaxed);
+}
+
 static inline uint64_t slot_mix(const blob_slot_t *b)
 {
     return atomic_load_explicit((_Atomic uint64_t *)&b->mix, memory_order_relaxed);

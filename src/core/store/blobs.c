@@ -9,9 +9,10 @@
 #include "store/store_internal.h"
 #include "store/blob_table.h"
 
+/* The table block: header, tags, miss filter. */
 static size_t tags_bytes(unsigned log)
 {
-    return sizeof(blob_table_t) + ((size_t)1 << log);
+    return sizeof(blob_table_t) + ((size_t)1 << log) + filter_words(log) * sizeof(uint64_t);
 }
 
 static size_t slots_bytes(unsigned log)
@@ -27,8 +28,9 @@ static size_t meta_bytes(unsigned log)
 /* Index of `h` in `t`, or SIZE_MAX (shard lock held). */
 static size_t find_index(const blob_table_t *t, const cap_hash_t *h, uint64_t mix)
 {
-    size_t r;
-    PROBE_TAGS(t, mix, r, slot_mix(&t->slots[i]) == mix && key_is(&t->slots[i], h));
+    size_t r = SIZE_MAX;
+    if (filter_maybe(t, mix))
+        PROBE_TAGS(t, mix, r, slot_mix(&t->slots[i]) == mix && key_is(&t->slots[i], h));
     return r;
 }
 
@@ -48,6 +50,7 @@ static size_t place(blob_table_t *t, uint64_t mix, cap_t *c)
     while (tag_at(t, i))
         i = (i + 1) & mask;
     slot_set(&t->slots[i], mix, c);
+    filter_add(t, mix); /* before the tag: a probe that finds the tag passes the filter */
     set_tag(t, i, slot_tag(mix));
     return i;
 }
@@ -90,9 +93,10 @@ int store_blob_reserve(const cap_store_t *s, store_shard_t *sh, size_t extra)
     }
     t->log = log;
     t->retired = old;
+    t->removed = 0;
     size_t n = (size_t)1 << log;
-    for (size_t i = 0; i < (n >> STORE_TAG_WORD_LOG); i++)
-        atomic_init(&t->tags[i], 0);
+    for (size_t i = 0; i < (n >> STORE_TAG_WORD_LOG) + filter_words(log); i++)
+        atomic_init(&t->tags[i], 0); /* tags and filter */
     for (size_t i = 0; i < n; i++) {
         atomic_init(&t->slots[i].mix, 0);
         atomic_init(&t->slots[i].cap, (cap_t *)0);
@@ -175,6 +179,7 @@ void store_blob_prefetch(const cap_store_t *s, uint64_t mix)
     if (!t)
         return;
     size_t i = slot_index(mix, t->log);
+    __builtin_prefetch(filter_word(t, mix));
     __builtin_prefetch(&t->tags[i >> STORE_TAG_WORD_LOG]);
     __builtin_prefetch(&t->slots[i], 1);
     if (t->meta)
@@ -218,6 +223,18 @@ static void write_end(store_shard_t *sh)
     atomic_store_explicit(&sh->seq, v + 1, memory_order_release);
 }
 
+static void filter_rebuild(blob_table_t *t)
+{
+    _Atomic uint64_t *f = table_filter(t);
+    size_t n = (size_t)1 << t->log;
+    for (size_t i = 0; i < filter_words(t->log); i++)
+        atomic_store_explicit(&f[i], 0, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++)
+        if (tag_at(t, i))
+            filter_add(t, slot_mix(&t->slots[i]));
+    t->removed = 0;
+}
+
 /* Backward-shift deletion (linear probing keeps no tombstones): every later
  * slot of the run whose home is not in (hole, j] moves into the hole. */
 cap_t *store_blob_remove_at(cap_store_t *s, store_shard_t *sh, size_t i)
@@ -248,6 +265,11 @@ cap_t *store_blob_remove_at(cap_store_t *s, store_shard_t *sh, size_t i)
     }
     set_tag(t, hole, 0);
     slot_set(&t->slots[hole], 0, (cap_t *)0);
+    /* The filter keeps the removed key's bits; once deletions reach a
+     * quarter of the slots, rebuild it from the keys present (inside the
+     * bracket: a miss the filter answered meanwhile is retried). */
+    if (++t->removed > ((size_t)1 << t->log) / 4)
+        filter_rebuild(t);
     write_end(sh);
     return c;
 }
@@ -292,15 +314,26 @@ void store_blobs_release_all(cap_store_t *s)
 
 enum { PROBE_ABSENT, PROBE_FOUND, PROBE_UNSURE };
 
+/* A lookup whose mix has these bits clear updates the store's miss_mode:
+ * one in 16, so that a mix of hits and misses from several threads seldom
+ * writes the header line they all read. */
+#define MODE_SAMPLE(mix) ((((mix) >> 8) & 15u) == 0)
+
 /* A lookup without the shard lock. PROBE_FOUND: `h` is there, and *out (if
  * `out` is not NULL) is a new reference to its cap; PROBE_ABSENT: a
  * linearizable miss (no deletion overlapped the probe); PROBE_UNSURE: ask
  * under the lock. Tables are never freed while the store is open, so the tags
  * and mixes are read freely; only the step from a slot to its cap runs in a
  * read section (readers.c), which keeps trim from freeing the cap before the
- * reference is taken, and a miss, which matches no mix, enters none. The home
- * slot is fetched while the tags are read, so a hit waits for one line of the
- * table, not two. */
+ * reference is taken, and a miss, which matches no mix, enters none.
+ *
+ * Two ways to probe, chosen by what sampled recent lookups found (the
+ * store's miss_mode): while they hit, the home slot is fetched while the
+ * tags are read, so a hit waits for one line of the table, not two; while
+ * they miss, the miss filter is asked first (a line of an array half the
+ * size of the tags) and nothing is fetched ahead. Asking the filter on every
+ * lookup cost hits 7-10% (one more line to wait for before the read
+ * section's atomic); fetching the slot ahead costs a miss the slot line. */
 static inline __attribute__((always_inline)) int probe_lockfree(cap_store_t *s, store_shard_t *sh,
                                                                  const cap_hash_t *h, uint64_t mix,
                                                                  cap_t **out)
@@ -308,11 +341,16 @@ static inline __attribute__((always_inline)) int probe_lockfree(cap_store_t *s, 
     uint32_t v = atomic_load_explicit(&sh->seq, memory_order_acquire);
     if (CAP_UNLIKELY(v & 1u))
         return PROBE_UNSURE;
+    unsigned mode = atomic_load_explicit(&s->miss_mode, memory_order_relaxed);
     blob_table_t *t = atomic_load_explicit(&sh->table, memory_order_acquire);
     if (t) {
-        size_t at;
-        __builtin_prefetch(&t->slots[slot_index(mix, t->log)]);
-        PROBE_TAGS(t, mix, at, slot_mix(&t->slots[i]) == mix);
+        size_t at = SIZE_MAX;
+        if (!mode) {
+            __builtin_prefetch(&t->slots[slot_index(mix, t->log)]);
+            PROBE_TAGS(t, mix, at, slot_mix(&t->slots[i]) == mix);
+        } else if (filter_maybe(t, mix)) {
+            PROBE_TAGS(t, mix, at, slot_mix(&t->slots[i]) == mix);
+        }
         if (at != SIZE_MAX) {
             /* The table must still be current once inside the section: a
              * retired table's slots may point at caps trimmed since. */
@@ -326,12 +364,16 @@ static inline __attribute__((always_inline)) int probe_lockfree(cap_store_t *s, 
                 blob_mark_used(s, c);
             }
             store_read_exit(rd);
+            if (CAP_UNLIKELY(mode) && MODE_SAMPLE(mix))
+                atomic_store_explicit(&s->miss_mode, 0, memory_order_relaxed);
             return c ? PROBE_FOUND : PROBE_UNSURE;
         }
     }
     atomic_thread_fence(memory_order_acquire);
     if (atomic_load_explicit(&sh->seq, memory_order_relaxed) != v)
         return PROBE_UNSURE;
+    if (!mode && MODE_SAMPLE(mix))
+        atomic_store_explicit(&s->miss_mode, 1, memory_order_relaxed);
     return PROBE_ABSENT;
 }
 
