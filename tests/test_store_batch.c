@@ -443,6 +443,82 @@ static void test_get_blobs_backends(void)
     cap_backend_free(mem);
 }
 
+/* The single lookup's two probes (tags first while lookups hit, the miss
+ * filter first while they miss) and the filter's rebuild after deletions:
+ * after runs of misses, every blob in memory (as iter_blobs lists them) is
+ * found without asking the backend, before and after a trim that drops
+ * most of them; the dropped ones come back from the backend, once. */
+static void test_lookup_modes(void)
+{
+    test_rng_t r = {0xf11e};
+    cap_backend_t *mem = NULL;
+    CHECK_EQ_INT(cap_mem_backend_new(NULL, &mem), CAP_OK);
+    counting_t cnt;
+    counting_init(&cnt, mem);
+    cap_store_t *s = new_store(0);
+    enum { N = 3000 };
+    cap_hash_t *h = calloc(N, sizeof *h);
+    for (unsigned i = 0; i < N; i++) {
+        cap_t *c = NULL;
+        CHECK_EQ_INT(cap_cnode_new(&c, cap_alloc_libc(), 8), CAP_OK);
+        test_set_hash_of(c, i % 256, 90000 + i);
+        CHECK_EQ_INT(cap_store_put_cap(s, c, &h[i]), CAP_OK);
+        cap_release(c);
+    }
+    CHECK_EQ_INT(cap_store_add_backend(s, &cnt.table, NULL), CAP_OK);
+    CHECK_EQ_INT(cap_store_flush(s, NULL, NULL), CAP_OK);
+    for (int phase = 0; phase < 2; phase++) {
+        cap_blob_entry_t *e = NULL;
+        size_t ne = 0;
+        CHECK_EQ_INT(cap_store_iter_blobs_sorted(s, &e, &ne), CAP_OK);
+        for (size_t i = 1; i < ne; i++) CHECK(memcmp(e[i - 1].hash.bytes, e[i].hash.bytes, 32) != 0);
+        for (int round = 0; round < 4; round++) {
+            /* A run of misses (the filter goes first), then every blob in
+             * memory: found there, the backend not asked. */
+            int singles = cnt.singles;
+            for (int k = 0; k < 400; k++) {
+                cap_hash_t q = test_rng_hash(&r);
+                CHECK(!cap_store_contains_blob(s, &q));
+            }
+            for (size_t i = 0; i < ne; i++) {
+                cap_t *c = NULL;
+                CHECK(cap_store_contains_blob(s, &e[i].hash));
+                CHECK_EQ_INT(cap_store_get_blob(s, &e[i].hash, &c), CAP_OK);
+                CHECK(c == e[i].cap);
+                cap_release(c);
+            }
+            CHECK_EQ_INT(cnt.singles, singles);
+        }
+        cap_store_blobs_free(s, e, ne);
+        if (phase == 0) {
+            /* Drop every blob but each third, pinned: every table deletes
+             * far more than a quarter of its slots and keeps blobs, so the
+             * filters are rebuilt over what stays. */
+            for (unsigned i = 0; i < N; i += 3) CHECK_EQ_INT(cap_store_pin(s, &h[i], NULL), CAP_OK);
+            cap_store_set_budget(s, 1);
+            size_t dropped = 0;
+            CHECK_EQ_INT(cap_store_trim(s, &dropped), CAP_OK);
+            CHECK_EQ_INT(dropped, N - (N + 2) / 3);
+            cap_store_set_budget(s, 0);
+            for (unsigned i = 0; i < N; i += 3) CHECK_EQ_INT(cap_store_unpin(s, &h[i]), CAP_OK);
+        }
+    }
+    /* The dropped ones come back, each fetched once. */
+    int singles = cnt.singles;
+    size_t before = cap_store_blob_count(s);
+    for (int pass = 0; pass < 2; pass++)
+        for (unsigned i = 0; i < N; i++) {
+            cap_t *c = NULL;
+            CHECK_EQ_INT(cap_store_get_blob(s, &h[i], &c), CAP_OK);
+            cap_release(c);
+        }
+    CHECK_EQ_INT((size_t)(cnt.singles - singles), N - before);
+    CHECK_EQ_INT(cap_store_blob_count(s), N);
+    free(h);
+    cap_store_free(s);
+    cap_backend_free(mem);
+}
+
 int main(void)
 {
     test_put_caps_random();
@@ -451,5 +527,6 @@ int main(void)
     test_put_caps_write_through();
     test_get_blobs_memory();
     test_get_blobs_backends();
+    test_lookup_modes();
     return check_done("test_store_batch");
 }

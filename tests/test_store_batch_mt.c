@@ -14,11 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "capstore/host.h"
 #include "capstore/persist.h"
 #include "capstore/store.h"
 #include "check.h"
+#include "test_alloc.h"
 #include "test_caps.h"
 #include "test_rng.h"
 
@@ -36,6 +38,7 @@ typedef struct hits {
 static void bump(void *p, size_t i)
 {
     hits_t *h = p;
+    if (i % 97 == 3) usleep(2000); /* a slow call: run must wait for it */
     atomic_fetch_add(&h->count[i], 1);
     if (h->nest && i % 50 == 0) { /* a run from inside a run: inline */
         _Atomic int inner[8];
@@ -152,9 +155,12 @@ static void free_graph(graph_t *g)
     cap_ref_release(g->root);
 }
 
+static test_alloc_t ta; /* the stores' allocator: nothing may be left */
+
 static cap_store_t *store_with(const cap_workers_t *w)
 {
     cap_store_options_t o = cap_store_options_host();
+    o.alloc = &ta.alloc;
     o.workers = w;
     cap_store_t *s = NULL;
     CHECK_EQ_INT(cap_store_new(&s, &o), CAP_OK);
@@ -388,9 +394,11 @@ static void test_put_caps_concurrent(void)
 
 int main(void)
 {
+    test_alloc_init(&ta);
     test_pool();
     test_settle_parallel();
     test_get_blobs_single_flight();
     test_put_caps_concurrent();
+    CHECK(test_alloc_clean(&ta)); /* every entry and table freed: no reference leaked */
     return check_done("test_store_batch_mt");
 }
