@@ -341,10 +341,12 @@ static void *put_or_read(void *p)
     for (int round = 0; round < 60; round++) {
         cap_t *caps[20];
         cap_hash_t h[20];
+        pthread_mutex_lock(&check_mu); /* CHECK counts */
         for (int i = 0; i < 20; i++) {
             CHECK_EQ_INT(cap_cnode_new(&caps[i], cap_alloc_libc(), 4), CAP_OK);
             test_set_hash_of(caps[i], (uint32_t)test_rng_below(&r, 16), (unsigned)test_rng_below(&r, 400));
         }
+        pthread_mutex_unlock(&check_mu);
         if (u->writer) {
             int rc = cap_store_put_caps(u->s, caps, 20, h, NULL);
             pthread_mutex_lock(&check_mu);

@@ -186,6 +186,20 @@ void store_blob_prefetch(const cap_store_t *s, uint64_t mix)
         __builtin_prefetch(&t->meta[i], 1);
 }
 
+void store_blob_prefetch_unlocked(const cap_store_t *s, uint64_t mix)
+{
+    store_shard_t *sh = store_shard(s, store_blob_shard(mix));
+    /* Acquire: the table's fields were written before it was published,
+     * and log and slots never change after (meta may: not fetched). */
+    const blob_table_t *t = atomic_load_explicit(&sh->table, memory_order_acquire);
+    if (!t)
+        return;
+    size_t i = slot_index(mix, t->log);
+    __builtin_prefetch(filter_word(t, mix));
+    __builtin_prefetch(&t->tags[i >> STORE_TAG_WORD_LOG]);
+    __builtin_prefetch(&t->slots[i]);
+}
+
 int store_keyed_ref(cap_t *c, const cap_hash_t *h, cap_t **out)
 {
     if (!cap_key_conflicts(c, h)) {

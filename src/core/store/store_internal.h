@@ -355,6 +355,8 @@ void store_blob_insert_tallied_flags(store_shard_t *sh, uint64_t mix, cap_t *c, 
 void store_blob_tally_add(cap_store_t *s, const store_blob_tally_t *tally);
 /* Start the cache misses of inserting `mix` (its shard lock held). */
 void store_blob_prefetch(const cap_store_t *s, uint64_t mix);
+/* The same without the lock (the metadata is not fetched). */
+void store_blob_prefetch_unlocked(const cap_store_t *s, uint64_t mix);
 /* The same with explicit STORE_BLOB_* flags (a fetched blob is clean). */
 void store_blob_insert_flags(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, uint64_t mix,
                              cap_t *c, unsigned flags);
