@@ -443,6 +443,64 @@ static void test_get_blobs_backends(void)
     cap_backend_free(mem);
 }
 
+/* A chance tag match: a key whose tag and home slot are another's (same
+ * low and high bits of the mix, a middle bit flipped), published first, so
+ * that the other's probe passes it. Keys with a chosen mix are made from
+ * the store's seeds (new_store: 7, 77) and published under a claimed hash,
+ * which release builds take unverified. */
+static uint64_t inv64(uint64_t a)
+{
+    uint64_t x = a; /* Newton: each step doubles the correct low bits */
+    for (int i = 0; i < 6; i++) x *= 2 - a * x;
+    return x;
+}
+
+static cap_hash_t hash_with_mix(uint64_t mix, unsigned v)
+{
+    cap_hash_t h = test_hash_of(v);
+    uint64_t w = (mix * inv64(77u | 1u)) ^ 7u;
+    memcpy(h.bytes, &w, 8); /* little-endian targets: the word the store reads */
+    return h;
+}
+
+static void test_chance_tag_match(void)
+{
+#ifdef NDEBUG
+    cap_store_t *s = new_store(0);
+    for (unsigned k = 0; k < 200; k++) {
+        cap_t *c1 = NULL, *c2 = NULL;
+        CHECK_EQ_INT(cap_cnode_new(&c1, cap_alloc_libc(), 3), CAP_OK);
+        CHECK_EQ_INT(cap_cnode_new(&c2, cap_alloc_libc(), 3), CAP_OK);
+        test_set_hash_of(c1, 1, 70000 + k);
+        test_set_hash_of(c2, 2, 80000 + k);
+        cap_hash_t h2 = test_hash_cap(c2);
+        uint64_t m2;
+        memcpy(&m2, h2.bytes, 8);
+        m2 = (m2 ^ 7u) * (77u | 1u);
+        cap_hash_t h1 = hash_with_mix(m2 ^ ((uint64_t)1 << 20), k);
+        cap_hash_t h3 = hash_with_mix(m2 ^ ((uint64_t)1 << 21), k); /* nowhere */
+        CHECK_EQ_INT(cap_store_put_cap_with_hash(s, &h1, c1), CAP_OK);
+        CHECK_EQ_INT(cap_store_put_cap(s, c2, NULL), CAP_OK);
+        cap_hash_t q[3] = {h2, h3, h1};
+        cap_t *out[3];
+        int codes[3];
+        CHECK_EQ_INT(cap_store_get_blobs(s, q, 3, out, codes, NULL), CAP_EBLOBMISSING);
+        CHECK(out[0] == c2 && codes[0] == CAP_OK);
+        CHECK(out[1] == NULL && codes[1] == CAP_EBLOBMISSING);
+        CHECK(out[2] == c1 && codes[2] == CAP_OK);
+        for (int i = 0; i < 3; i++) cap_release(out[i]);
+        cap_t *one = NULL;
+        CHECK_EQ_INT(cap_store_get_blob(s, &h2, &one), CAP_OK);
+        CHECK(one == c2);
+        cap_release(one);
+        CHECK(!cap_store_contains_blob(s, &h3));
+        cap_release(c1);
+        cap_release(c2);
+    }
+    cap_store_free(s);
+#endif
+}
+
 /* The single lookup's two probes (tags first while lookups hit, the miss
  * filter first while they miss) and the filter's rebuild after deletions:
  * after runs of misses, every blob in memory (as iter_blobs lists them) is
@@ -528,5 +586,6 @@ int main(void)
     test_get_blobs_memory();
     test_get_blobs_backends();
     test_lookup_modes();
+    test_chance_tag_match();
     return check_done("test_store_batch");
 }

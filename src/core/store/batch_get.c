@@ -71,7 +71,7 @@ static inline void stage_tags(look_t *L)
 }
 
 /* Stage 3: the candidate's mix, then the fetch of its cap's line. A tag
- * that matched by chance (one slot in 128 that a probe passes) moves the
+ * that matched by chance (one in 32768) moves the
  * candidate to the next matching tag, whose slot is fetched for another
  * round of this stage; returns whether the look needs one. */
 static inline bool stage_slot(look_t *L)
