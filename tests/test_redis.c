@@ -16,7 +16,9 @@
  *                 every master; two processes sharing blobs; a poisoned
  *                 value refused with CAP_EMISMATCH and never published, then
  *                 repaired by a write; slots moved (redis-cli --cluster
- *                 reshard) while a reader fetches: no fetch fails; a master
+ *                 reshard) while a reader fetches: no fetch fails; with a
+ *                 master's replica stopped, a flush fails naming the
+ *                 master (WAIT enforced) and succeeds once it runs; a master
  *                 SIGKILLed right after a flush that waited for a replica:
  *                 after the failover every blob of that flush is read */
 #include <hiredis/hiredis.h>
@@ -747,6 +749,49 @@ static void test_cluster_reshard(void)
     cap_backend_free(b);
 }
 
+/* WAIT is enforced: with the replica of one master stopped (SIGSTOP), a
+ * flush fails naming that master, and succeeds once the replica runs again. */
+static void test_cluster_wait_enforced(void)
+{
+    char uri[256];
+    redis_servers_uri(&cluster, 0, "c6:", uri, sizeof uri);
+    cap_redis_options_t o = CAP_REDIS_OPTIONS_INIT;
+    o.wait_timeout_ms = 300;
+    cap_backend_t *b = open_backend(uri, &o);
+    if (!b) return;
+    int masters[6];
+    CHECK_EQ_INT(redis_servers_masters(&cluster, masters, 6), 3);
+    char info[4096];
+    redis_cli(masters[0], info, sizeof info, "info replication");
+    const char *at = strstr(info, "slave0:ip=");
+    const char *port_at = at ? strstr(at, "port=") : NULL;
+    int replica = port_at ? atoi(port_at + 5) : -1;
+    CHECK(replica > 0);
+    if (replica <= 0) {
+        cap_backend_free(b);
+        return;
+    }
+    cap_store_t *s = new_store(b);
+    for (int i = 0; i < 300; i++) {
+        cap_t *c = random_cnode(2);
+        CHECK_EQ_INT(cap_store_put_cap(s, c, NULL), CAP_OK);
+        cap_release(c);
+    }
+    CHECK_EQ_INT(redis_servers_script(&cluster, "kill", "%d STOP", replica), 0);
+    size_t written;
+    cap_err_t e;
+    CHECK_EQ_INT(cap_store_flush(s, &written, &e), CAP_EBACKEND);
+    CHECK_EQ_INT(redis_servers_script(&cluster, "kill", "%d CONT", replica), 0);
+    char node[32];
+    snprintf(node, sizeof node, "127.0.0.1:%d", masters[0]);
+    CHECK(e.what && strstr(e.what, "acknowledged"));
+    CHECK(strstr(e.detail, node) != NULL);
+    /* Still dirty: the next flush writes them again, and now it holds. */
+    CHECK_EQ_INT(cap_store_flush(s, &written, &e), CAP_OK);
+    cap_store_free(s);
+    cap_backend_free(b);
+}
+
 /* A master killed right after a flush that waited for a replica ------------------------ */
 
 static void test_cluster_failover(void)
@@ -815,6 +860,7 @@ int main(void)
     test_cluster_two_processes();
     test_cluster_poisoned();
     test_cluster_reshard();
+    test_cluster_wait_enforced();
     test_cluster_failover();
     redis_servers_stop(&cluster);
     return check_done("test_redis");
