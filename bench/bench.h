@@ -63,6 +63,8 @@ typedef struct bench_opts {
     int json;         /* --json */
     int progress;     /* progress lines on stderr */
     int reps;         /* --reps: passes over the selection, medians printed */
+    const char *scratch; /* folder for the persistence workloads' databases: that of
+                            the database --db, CAPSTORE_DB or the default names */
 } bench_opts_t;
 
 /* Print one result line (or JSON object) on stdout. */

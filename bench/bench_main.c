@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* "capstore bench": option parsing, the workload table, result lines. */
+#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -8,6 +9,7 @@
 #include "bench.h"
 #include "bench_persist.h"
 #include "capstore/host.h"
+#include "cli.h"
 
 static const bench_workload_t workloads[] = {
     {"node_hash", bench_node_hash},
@@ -124,14 +126,48 @@ static void print_medians(const bench_opts_t *o)
     }
 }
 
-static void usage(FILE *f)
+static const char usage_line[] = "capstore bench [--n N] [--only a,b,...] [--reps R] [--json] [--db PATH]";
+
+static void workload_list(FILE *f)
 {
-    fprintf(f, "usage: capstore bench [--n N] [--only a,b,...] [--reps R] [--json]\n"
-               "Runs the workloads of spec/capstore.md section 6 and prints\n"
-               "\"<name> <ops> <ns_per_op> capstore\" per workload; with --reps R the\n"
-               "whole selection runs R times and each line gives the median. Workloads:");
     for (size_t i = 0; i < NWORKLOADS; i++) fprintf(f, " %s", workloads[i].name);
     fprintf(f, "\n");
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: %s\n"
+               "Runs the workloads of spec/capstore.md section 6 and prints\n"
+               "\"<name> <ops> <ns_per_op> capstore\" per workload; with --reps R the\n"
+               "whole selection runs R times and each line gives the median.\n\n"
+               "  --n N          operations per workload (default 100000)\n"
+               "  --only a,b     run these workloads only\n"
+               "  --reps R       R passes (1..%d), the median of each line\n"
+               "  --json         a JSON array instead of lines\n"
+               "  --db PATH      the persistence workloads write scratch databases in a\n"
+               "                 temporary folder beside PATH (else $CAPSTORE_DB, else\n"
+               "                 ./capstore.lmdb), so that they time its disk; PATH itself\n"
+               "                 is never opened, and the folder is removed after\n\n"
+               "Workloads:",
+            usage_line, MAX_REPS);
+    workload_list(f);
+}
+
+/* A positive decimal integer no larger than `max`, digits only (strtoull
+ * alone would take "-5" as 2^64 - 5). */
+static int parse_count(const char *s, uint64_t max, uint64_t *out)
+{
+    if (!*s) return -1;
+    uint64_t v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9') return -1;
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (max - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    if (v == 0) return -1;
+    *out = v;
+    return 0;
 }
 
 static int selected(const char *only, const char *name)
@@ -148,71 +184,83 @@ static int selected(const char *only, const char *name)
     return 0;
 }
 
-int bench_main(int argc, char **argv)
+/* Every name of --only is a workload; else list them. */
+static int check_only(const char *only)
 {
-    bench_opts_t o = {.n = 100000, .json = 0, .progress = isatty(2), .reps = 1};
-    const char *only = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(argv[i], "--n") == 0 && i + 1 < argc) {
-            char *end;
-            unsigned long long v = strtoull(argv[++i], &end, 10);
-            if (*end || v == 0) {
-                fprintf(stderr, "capstore bench: --n wants a positive integer, got '%s'\n", argv[i]);
-                return 2;
-            }
-            o.n = v;
-        } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
-            only = argv[++i];
-        } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-            char *end;
-            unsigned long v = strtoul(argv[++i], &end, 10);
-            if (*end || v == 0 || v > MAX_REPS) {
-                fprintf(stderr, "capstore bench: --reps wants an integer in 1..%d, got '%s'\n",
-                        MAX_REPS, argv[i]);
-                return 2;
-            }
-            o.reps = (int)v;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            o.json = 1;
-        } else {
-            fprintf(stderr, "capstore bench: unknown argument '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
+    if (!*only) return cli_usage_error("bench", usage_line, "--only wants workload names");
+    for (const char *p = only;;) {
+        const char *comma = strchr(p, ',');
+        size_t l = comma ? (size_t)(comma - p) : strlen(p);
+        int known = 0;
+        for (size_t i = 0; i < NWORKLOADS; i++)
+            if (strlen(workloads[i].name) == l && strncmp(workloads[i].name, p, l) == 0) known = 1;
+        if (!known) {
+            fprintf(stderr, "capstore bench: unknown workload '%.*s'; the workloads are:", (int)l, p);
+            workload_list(stderr);
+            return CLI_EUSAGE;
         }
+        if (!comma) return CLI_OK;
+        p = comma + 1;
     }
-    if (only) {
-        for (const char *p = only; *p;) {
-            const char *comma = strchr(p, ',');
-            size_t l = comma ? (size_t)(comma - p) : strlen(p);
-            int known = 0;
-            for (size_t i = 0; i < NWORKLOADS; i++)
-                if (strlen(workloads[i].name) == l && strncmp(workloads[i].name, p, l) == 0) known = 1;
-            if (!known) {
-                fprintf(stderr, "capstore bench: unknown workload '%.*s'\n", (int)l, p);
-                return 2;
-            }
-            if (!comma) break;
-            p = comma + 1;
-        }
-    }
+}
+
+static int run(const bench_opts_t *o, const char *only)
+{
     cap_sha256_select_from_env();
     int status = 0;
-    for (int rep = 0; rep < o.reps && status == 0; rep++) {
+    for (int rep = 0; rep < o->reps && status == 0; rep++) {
         for (size_t i = 0; i < NWORKLOADS; i++) {
             if (!selected(only, workloads[i].name)) continue;
-            if (o.progress)
+            if (o->progress)
                 fprintf(stderr, "bench: %s (n=%llu, pass %d of %d)...\n", workloads[i].name,
-                        (unsigned long long)o.n, rep + 1, o.reps);
-            if (workloads[i].fn(&o) != 0) {
+                        (unsigned long long)o->n, rep + 1, o->reps);
+            if (workloads[i].fn(o) != 0) {
                 fprintf(stderr, "capstore bench: workload %s failed\n", workloads[i].name);
                 status = 1;
             }
         }
     }
-    if (o.reps > 1) print_medians(&o);
-    if (o.json) printf(json_first ? "[]\n" : "\n]\n");
+    if (o->reps > 1) print_medians(o);
+    if (o->json) printf(json_first ? "[]\n" : "\n]\n");
     return status;
+}
+
+int bench_main(int argc, char **argv)
+{
+    bench_opts_t o = {.n = 100000, .json = 0, .progress = isatty(2), .reps = 1};
+    cli_opt_t opts[] = {{"--n", true, false, NULL},    {"--only", true, false, NULL},
+                        {"--reps", true, false, NULL}, {"--json", false, false, NULL},
+                        {"--db", true, false, NULL},   {NULL, false, false, NULL}};
+    bool help;
+    int npos;
+    int rc = cli_parse_args("bench", usage_line, argc, argv, opts, &help, &npos);
+    if (rc != CLI_OK) return rc;
+    if (help) {
+        usage(stdout);
+        return 0;
+    }
+    if (npos) return cli_usage_error("bench", usage_line, "unexpected argument '%s'", argv[1]);
+    /* Bounded so that N times a workload's few dozen bytes per operation
+     * cannot overflow. */
+    if (opts[0].seen && parse_count(opts[0].value, (uint64_t)1 << 40, &o.n) != 0)
+        return cli_usage_error("bench", usage_line, "--n wants a positive integer up to 2^40, got '%s'",
+                               opts[0].value);
+    const char *only = opts[1].seen ? opts[1].value : NULL;
+    if (only && (rc = check_only(only)) != CLI_OK) return rc;
+    uint64_t reps = 1;
+    if (opts[2].seen && parse_count(opts[2].value, MAX_REPS, &reps) != 0)
+        return cli_usage_error("bench", usage_line, "--reps wants an integer in 1..%d, got '%s'", MAX_REPS,
+                               opts[2].value);
+    o.reps = (int)reps;
+    o.json = opts[3].seen;
+    /* The scratch folder: that of the database the one rule names. */
+    char *db = strdup(cli_db_path(opts[4].seen ? opts[4].value : NULL));
+    if (!db) {
+        fprintf(stderr, "capstore bench: out of memory\n");
+        return 1;
+    }
+    o.scratch = dirname(db);
+    rc = run(&o, only);
+    free(db);
+    return rc;
 }

@@ -2,6 +2,7 @@
 /* Persistence workloads: the LMDB backend and raw-LMDB baselines in the same
  * run (see bench_persist.h for what each one times). */
 #include <dirent.h>
+#include <errno.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,9 +65,10 @@ static void inputs_free(inputs_t *in)
 
 /* The publish CNodes (size_log 8; 16 distinct slots, each drawn as below(256),
  * redrawn when taken, then given a random hash), their hashes and wire
- * forms, and a fresh temporary directory. */
-static int inputs_build(const char *workload, uint64_t n, inputs_t *in)
+ * forms, and a fresh temporary directory in o->scratch. */
+static int inputs_build(const char *workload, const bench_opts_t *o, inputs_t *in)
 {
+    uint64_t n = o->n;
     memset(in, 0, sizeof *in);
     const cap_alloc_t *a = cap_alloc_libc();
     in->n = (size_t)n;
@@ -114,12 +116,12 @@ static int inputs_build(const char *workload, uint64_t n, inputs_t *in)
             return fail(workload, "cap_wire_encode", rc, NULL);
         }
     }
-    const char *tmp = getenv("TMPDIR");
-    snprintf(in->dir, sizeof in->dir, "%s/capstore-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    snprintf(in->dir, sizeof in->dir, "%s/capstore-bench-XXXXXX", o->scratch);
     if (!mkdtemp(in->dir)) {
+        fprintf(stderr, "%s: cannot make a scratch folder in %s: %s\n", workload, o->scratch, strerror(errno));
         in->dir[0] = 0;
         inputs_free(in);
-        return fail(workload, "mkdtemp", CAP_EBACKEND, NULL);
+        return 1;
     }
     snprintf(in->db, sizeof in->db, "%s/bench.lmdb", in->dir);
     return 0;
@@ -155,7 +157,7 @@ int bench_persist_put(const bench_opts_t *o)
 {
     const char *W = "persist_put";
     inputs_t in;
-    if (inputs_build(W, o->n, &in)) return 1;
+    if (inputs_build(W, o, &in)) return 1;
     cap_backend_t *b = NULL;
     cap_err_t e;
     memset(&e, 0, sizeof e);
@@ -185,7 +187,7 @@ int bench_persist_put_raw(const bench_opts_t *o)
 {
     const char *W = "persist_put_raw";
     inputs_t in;
-    if (inputs_build(W, o->n, &in)) return 1;
+    if (inputs_build(W, o, &in)) return 1;
     MDB_env *env;
     MDB_dbi dbi;
     if (raw_open(W, &in, &env, &dbi)) {
@@ -225,7 +227,7 @@ int bench_persist_put_raw(const bench_opts_t *o)
  * "persist_get_cold" (the same order for all three read workloads). */
 static int prepare_gets(const char *workload, const bench_opts_t *o, inputs_t *in, cap_hash_t **keys)
 {
-    if (inputs_build(workload, o->n, in)) return 1;
+    if (inputs_build(workload, o, in)) return 1;
     cap_lmdb_options_t lo;
     memset(&lo, 0, sizeof lo);
     lo.flags = CAP_LMDB_NOSYNC;

@@ -17,7 +17,9 @@
  *                          one read transaction: the work a fetch cannot
  *                          avoid                                        lmdb
  *
- * Databases live in a temporary directory ($TMPDIR or /tmp), removed after. */
+ * Databases live in a temporary directory beside the database that --db,
+ * CAPSTORE_DB or the default ./capstore.lmdb names (so that they time the
+ * disk it is on; that file itself is never opened), removed after. */
 #ifndef CAPSTORE_BENCH_PERSIST_H
 #define CAPSTORE_BENCH_PERSIST_H
 

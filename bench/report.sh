@@ -251,7 +251,9 @@ for round in $(seq "$REPS"); do
             warn "bench-peers.mjs failed (see $SCRATCH/js-run.log)"
     fi
     say "capstore bench --n $N (pass $round of $REPS)"
-    "$CAPSTORE" bench --n "$N" >>"$RAW/capstore.passes" || warn "capstore bench exited non-zero"
+    # (--db: the persistence workloads' scratch databases go in $SCRATCH)
+    "$CAPSTORE" bench --n "$N" --db "$SCRATCH/bench.lmdb" >>"$RAW/capstore.passes" ||
+        warn "capstore bench exited non-zero"
     if [ -n "$RUST_BIN" ]; then
         say "rust-seed-bench --n $N (pass $round of $REPS)"
         "$RUST_BIN" --n "$N" >>"$RAW/rust.passes" 2>>"$SCRATCH/rust-run.log" ||

@@ -9,7 +9,10 @@
  *     re-encoding gives the same bytes;
  *   - decode(encode(x)) == x, a copy is equal, and cap_hash succeeds and
  *     agrees between the cap, its copy and its re-decoding;
- *   - decoding allocates at most a small multiple of the input length.
+ *   - decoding allocates at most a small multiple of the input length;
+ *   - the children read from the wire bytes (cap_wire_for_each_child) are
+ *     those of the decoded cap (cap_for_each_child), in the same order, and
+ *     the wire scan never refuses an input the decoder accepts.
  * AddressSanitizer/UBSan catch out-of-bounds reads and undefined behaviour,
  * LeakSanitizer any leak (everything is released per input). */
 #include <stddef.h>
@@ -29,6 +32,24 @@ static void violated(const char *what)
     abort();
 }
 
+/* A fingerprint of a child sequence (FNV-1a over field, slot, hash). */
+typedef struct kids {
+    uint64_t n, fp;
+} kids_t;
+
+static int kid(void *arg, const cap_child_t *ch)
+{
+    kids_t *k = arg;
+    uint8_t rec[40];
+    uint32_t f = (uint32_t)ch->field;
+    memcpy(rec, &f, 4);
+    memcpy(rec + 4, &ch->index, 4);
+    memcpy(rec + 8, ch->target.hash.bytes, 32);
+    for (size_t i = 0; i < sizeof rec; i++) k->fp = (k->fp ^ rec[i]) * 0x100000001b3ull;
+    k->n++;
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     cap_t *c = NULL;
@@ -36,6 +57,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_alloc_reset();
     int rc = cap_wire_decode(data, size, &fuzz_alloc, &c, &err);
     if (fuzz_alloc_peak() > 8 * size + 4096) violated("decode allocated more than 8x the input");
+    kids_t wk = {0, 0xcbf29ce484222325ull};
+    int wrc = cap_wire_for_each_child(data, size, kid, &wk, NULL);
+    if (wrc != CAP_OK && wrc != CAP_EDECODE) violated("wire children: neither CAP_OK nor CAP_EDECODE");
+    if (wrc == CAP_EDECODE && wk.n) violated("wire children reported before a refusal");
+    if (rc == CAP_OK) {
+        kids_t ck = {0, 0xcbf29ce484222325ull};
+        if (wrc != CAP_OK) violated("wire children refuse what the decoder accepts");
+        if (cap_for_each_child(c, kid, &ck) != CAP_OK) violated("cap_for_each_child failed");
+        if (ck.n != wk.n || ck.fp != wk.fp) violated("wire and cap children differ");
+    }
     if (rc != CAP_OK) {
         if (rc != CAP_EDECODE) violated("decode failed with something other than CAP_EDECODE");
         if (err.code != CAP_EDECODE || !err.what || err.offset > size) violated("bad error detail");

@@ -5,7 +5,7 @@
 # per workload); the figures themselves are never checked here.
 set -u
 . "$(dirname "$0")/support/cli_common.sh"
-export TMPDIR=$WORK # the persistence workloads' scratch stores
+unset CAPSTORE_DB # the persistence workloads' scratch stores go beside ./capstore.lmdb: in $WORK
 LINE='^[a-z_]+ [0-9]+ [0-9]+\.[0-9] [a-z-]+$'
 
 # Every workload at a small N: one well-formed line each, ops = N where the
@@ -38,7 +38,37 @@ grep_err "--reps wants an integer"
 run 2 "$CAPSTORE" bench --only nope
 grep_err "unknown workload 'nope'"
 run 2 "$CAPSTORE" bench --frob
-grep_err "unknown argument '--frob'"
+grep_err "unknown option '--frob'"
+# Values are checked: a negative, a missing or a non-numeric N is a usage
+# error, and an unknown workload lists the valid ones.
+run 2 "$CAPSTORE" bench --n -5
+grep_err "--n wants a positive integer"
+run 2 "$CAPSTORE" bench --n
+grep_err "option --n needs a value"
+run 2 "$CAPSTORE" bench --n 12abc
+grep_err "--n wants a positive integer"
+run 2 "$CAPSTORE" bench --reps x
+grep_err "--reps wants an integer"
+run 2 "$CAPSTORE" bench --only publish,nosuch
+grep_err "unknown workload 'nosuch'; the workloads are: node_hash .* persist_get_essential"
+run 2 "$CAPSTORE" bench --only ''
+grep_err "--only wants workload names"
+run 2 "$CAPSTORE" bench stray
+grep_err "unexpected argument 'stray'"
+
+# The scratch databases of the persistence workloads go beside the database
+# the one rule names (--db, then CAPSTORE_DB), which is never opened; both
+# are removed after.
+# (a folder that does not exist shows where they went)
+mkdir -p dbdir
+run 0 "$CAPSTORE" bench --n 8 --only persist_put --db dbdir/my.lmdb
+grep -Eq '^persist_put 8 ' out || fail "bench --db: $(cat out)"
+[ -z "$(ls -A dbdir)" ] || fail "bench --db left files in dbdir: $(ls -A dbdir)"
+run 1 "$CAPSTORE" bench --n 8 --only persist_put --db nodir/my.lmdb
+grep_err "scratch folder in nodir"
+run 1 env CAPSTORE_DB=nodir/my.lmdb "$CAPSTORE" bench --n 8 --only persist_put
+grep_err "scratch folder in nodir"
+run 0 env CAPSTORE_DB=nodir/my.lmdb "$CAPSTORE" bench --n 8 --only persist_put --db dbdir/my.lmdb
 run 0 "$CAPSTORE" bench --help
 grep_out "usage: capstore bench"
 finish

@@ -49,6 +49,14 @@ vec type_11_chain type.bin
 run 0 "$CAPSTORE" decode type.bin
 grep_out '"kind": "type"'
 
+# the JSON is printed as the cap is walked: a failed write still ends in exit 1
+if [ -w /dev/full ]; then
+    "$CAPSTORE" decode data.bin >/dev/full 2>err
+    rc=$?
+    [ "$rc" = 1 ] || fail "decode to /dev/full exited $rc, expected 1"
+    grep_err "error writing standard output"
+fi
+
 run 0 "$CAPSTORE" decode --help
 grep_out "usage: capstore decode FILE"
 

@@ -22,7 +22,10 @@ grep_out "copied: the blob shares it"
 grep_out "unchanged: 3 slots"
 grep_out "store: 5 blobs, 9 instances"
 grep_out "root #6 -> $ROOT_SHORT"
-grep_out "blobs 5 -> 9, instances 9 -> 5"
+grep_out "checkpoint root #6 -> $ROOT_SHORT"
+grep_out "blobs 5 -> 11, instances 9 -> 5"
+# The processes' snapshots are blobs too (cap_store_checkpoint): the graph is closed.
+grep_out "their snapshots published as blobs 5a918257, e0e59869 in the same step"
 grep_out "the sweep removed 5 entries"
 grep_out "instances 5 -> 0"
 grep_out "11 blobs written to ./capstore.lmdb in one transaction; it holds 11 blobs (11 new)"
@@ -88,6 +91,20 @@ grep_out "Exit status"
 # --- usage errors (exit 2)
 run 2 "$CAPSTORE" demo extra
 grep_err "unexpected argument 'extra'"
+# The database by the one rule: --db (anywhere among the options), else
+# CAPSTORE_DB, else ./capstore.lmdb; --memory uses none.
+mkdir -p envdb && cd envdb
+run 0 env CAPSTORE_DB=env.lmdb "$CAPSTORE" demo --memory --dot d.dot
+[ -e env.lmdb ] && fail "--memory opened CAPSTORE_DB"
+run 0 env CAPSTORE_DB=env.lmdb "$CAPSTORE" demo --dot d.dot
+[ -s env.lmdb ] || fail "demo did not use CAPSTORE_DB"
+grep_out "LMDB file env.lmdb (new file)"
+[ -e capstore.lmdb ] && fail "demo used ./capstore.lmdb although CAPSTORE_DB was set"
+run 0 env CAPSTORE_DB=env.lmdb "$CAPSTORE" demo --dot d.dot --db opt.lmdb
+grep_out "LMDB file opt.lmdb (new file)"
+run 0 env CAPSTORE_DB= "$CAPSTORE" demo --dot d.dot
+grep_out "LMDB file ./capstore.lmdb (new file)"
+cd ..
 run 2 "$CAPSTORE" demo --db x.lmdb --memory
 grep_err "exclude each other"
 run 2 "$CAPSTORE" demo --dot

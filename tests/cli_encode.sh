@@ -94,6 +94,7 @@ bad_json "line 1, column 33: duplicate object key \"pages\"" '{"pages":[],"kind"
 bad_json "line 1, column 47: too big negative integer" '{"kind":"data","page_size":-9223372036854775809}'
 bad_json "real number overflow" '{"kind":"data","page_size":1e999}'
 bad_json "line 1, column 4: parse error: trailing garbage" '{} x'
+bad_json "line 1, column 17: parse error: trailing garbage" '{"kind":"type"} "abc'
 bad_json "line 1, column 1: lexical error" '/* a comment */ {"kind":"type"}'
 bad_json "parse error: unallowed token" '{"kind":"cnode","slots":[1,]}'
 bad_json "no JSON value in the input" $' \n '

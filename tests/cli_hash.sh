@@ -24,8 +24,6 @@ grep_out "usage: capstore hash FILE"
 run 2 "$CAPSTORE" hash
 grep_err "missing FILE"
 grep_err "usage:"
-run 2 "$CAPSTORE" hash type_11_chain.bin image_full.bin
-grep_err "too many arguments"
 run 2 "$CAPSTORE" hash --bogus type_11_chain.bin
 grep_err "unknown option '--bogus'"
 
@@ -41,4 +39,29 @@ run 1 "$CAPSTORE" hash - <bad.bin
 grep_err "<stdin>: malformed wire bytes"
 run 1 "$CAPSTORE" hash no-such-file.bin
 grep_err "no-such-file.bin: No such file"
+
+# --- several files: "HASH  FILE" lines, as sha256sum; a bad one is reported
+# and the others still hashed
+run 0 "$CAPSTORE" hash type_11_chain.bin image_full.bin
+[ "$(cat out)" = "$(vec_hash type_11_chain)  type_11_chain.bin
+$(vec_hash image_full)  image_full.bin" ] || fail "hash of two files: $(cat out)"
+run 1 "$CAPSTORE" hash type_11_chain.bin bad.bin image_full.bin
+[ "$(wc -l <out)" = 2 ] || fail "hash with a bad file in the middle: $(cat out)"
+grep_out "  image_full.bin$"
+grep_err "bad.bin: malformed wire bytes"
+run 0 "$CAPSTORE" hash - image_full.bin <type_11_chain.bin
+grep_out "^$(vec_hash type_11_chain)  -$"
+
+# --- JSON where wire bytes belong: a hint to use encode (hash, decode,
+# inspect read wire files the same way)
+printf '{"kind":"type","image_hash_chain":"%s"}\n' "$(printf '11%.0s' {1..32})" >type.json
+for sub in hash decode inspect; do
+    run 1 "$CAPSTORE" "$sub" type.json
+    grep_err "malformed wire bytes"
+    grep_err "hint: type.json looks like the JSON form .*capstore encode type.json"
+done
+run 1 "$CAPSTORE" hash - <type.json
+grep_err "capstore encode -"
+run 1 "$CAPSTORE" hash bad.bin
+grep -q hint err && fail "a hint to use encode for wire bytes that are not JSON"
 finish

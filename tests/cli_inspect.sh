@@ -55,6 +55,28 @@ run 0 "$CAPSTORE" inspect --all full8.bin
 run 0 "$CAPSTORE" inspect --help
 grep_out "usage: capstore inspect"
 
+# --json: one array, an object per file, every list whole
+jfield() { grep -Eq "^ +\"$1\": $2,?\$" out || fail "inspect --json: no \"$1\": $2 in: $(cat out)"; }
+run 0 "$CAPSTORE" inspect --json full8.bin data.bin inst.bin image.bin type.bin
+[ "$(head -c 1 out)" = "[" ] || fail "inspect --json does not print an array"
+[ "$(grep -c '"kind":' out)" = 5 ] || fail "inspect --json of five files: $(grep -c '"kind":' out) objects"
+jfield kind '"cnode"'
+jfield hash "\"$(vec_hash cnode_sl8_full)\""
+jfield size_log 8
+jfield occupied 256
+[ "$(grep -c '"target":' out)" = 256 ] || fail "inspect --json cut the slot list"
+jfield page_count 3
+jfield missing 1
+jfield overlay_bytes 45
+jfield yield_marker_slot 7
+jfield image_hash_chain '"1111111111111111111111111111111111111111111111111111111111111111"'
+if command -v python3 >/dev/null; then
+    python3 -m json.tool out >/dev/null || fail "inspect --json is not JSON"
+fi
+run 1 "$CAPSTORE" inspect --json type.bin no-such-file.bin
+grep_err "no-such-file.bin"
+[ "$(grep -c '"kind":' out)" = 1 ] || fail "inspect --json with a missing file: $(cat out)"
+
 # --- usage errors (exit 2)
 run 2 "$CAPSTORE" inspect
 grep_err "missing FILE"

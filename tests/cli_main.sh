@@ -20,6 +20,21 @@ for sub in hash decode encode inspect dot; do
     grep_out "Exit status"
 done
 
+# `help SUB` is `SUB --help`, for every subcommand; `help` alone is --help.
+for sub in demo hash decode encode inspect dot db vectors bench; do
+    run 0 "$CAPSTORE" "$sub" --help
+    cp out want
+    run 0 "$CAPSTORE" help "$sub"
+    cmp -s out want || fail "'capstore help $sub' differs from '$sub --help'"
+    grep -q "usage: capstore $sub" out || fail "'capstore help $sub' shows no usage of $sub"
+done
+run 0 "$CAPSTORE" help
+grep_out "usage: capstore <subcommand>"
+run 2 "$CAPSTORE" help frobnicate
+grep_err "unknown subcommand 'frobnicate'"
+run 2 "$CAPSTORE" help hash decode
+grep_err "one subcommand at a time"
+
 run 2 "$CAPSTORE"
 grep_err "usage: capstore <subcommand>"
 run 2 "$CAPSTORE" frobnicate

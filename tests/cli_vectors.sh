@@ -69,6 +69,16 @@ run 0 "$CAPSTORE" vectors - <"$SSZ"
 [ "$(last)" = "$ssz_n passed, 0 failed" ] || fail "stdin: $(last)"
 run 1 "$CAPSTORE" vectors no-such-file
 grep_err "cannot open no-such-file"
+# A file with no vectors checks nothing: it is said, and it fails.
+: >empty.txt
+run 1 "$CAPSTORE" vectors empty.txt
+grep_err "empty.txt: no vectors in it"
+[ "$(last)" = "0 passed, 1 failed" ] || fail "empty file: $(last)"
+printf '# a comment only\n\n' >comments.txt
+run 1 "$CAPSTORE" vectors "$SSZ" comments.txt
+[ "$(last)" = "$ssz_n passed, 1 failed" ] || fail "a file of comments: $(last)"
+run 1 "$CAPSTORE" vectors - </dev/null
+grep_err "<stdin>: no vectors in it"
 run 2 "$CAPSTORE" vectors
 grep_err "no FILE given"
 run 0 "$CAPSTORE" vectors --help

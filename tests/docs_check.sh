@@ -7,23 +7,25 @@
 #
 #   bash docs_check.sh <source-dir> <capstore> <work-dir>
 set -uo pipefail
-SRC=$1 CAPSTORE=$(realpath "$2") WORK=$3
+SRC=$(realpath "$1") CAPSTORE=$(realpath "$2") WORK=$3
 rm -rf "$WORK" && mkdir -p "$WORK"
 status=0
 fail() { echo "FAIL: $*"; status=1; }
 
 version=$(sed -n 's/^#define CAPSTORE_VERSION "\(.*\)"$/\1/p' "$SRC/include/capstore/common.h")
 
-# Licence: both texts, a README line, an SPDX line near the top of every
-# source file.
+# Licence: both texts, a README line, an SPDX line in the first lines of
+# every source file (one awk for them all).
 for f in LICENSE-MIT LICENSE-APACHE; do [ -s "$SRC/$f" ] || fail "no $f"; done
 grep -q 'MIT OR Apache-2.0' "$SRC/README.md" || fail "the README does not state the licence"
-while IFS= read -r f; do
-    head -n 3 "$f" | grep -q 'SPDX-License-Identifier: MIT OR Apache-2.0' || fail "no SPDX line in ${f#"$SRC"/}"
-done < <(find "$SRC/include" "$SRC/src" "$SRC/tools" "$SRC/bench" "$SRC/tests" "$SRC/fuzz" \
+nospdx=$(find "$SRC/include" "$SRC/src" "$SRC/tools" "$SRC/bench" "$SRC/tests" "$SRC/fuzz" \
               "$SRC/cmake" "$SRC/examples" "$SRC/docs" "$SRC/.ci" "$SRC/CMakeLists.txt" \
               -type f \( -name '*.c' -o -name '*.h' -o -name '*.cpp' -o -name '*.sh' -o -name '*.cmake' \
-                         -o -name '*.in' -o -name 'CMakeLists.txt' -o -name run \) | sort)
+                         -o -name '*.in' -o -name 'CMakeLists.txt' -o -name run -o -name '*.bash' -o -name '*.1' \) \
+              -exec awk 'FNR == 1 { if (f && !ok) print f; f = FILENAME; ok = 0 }
+                         FNR <= 3 && /SPDX-License-Identifier: MIT OR Apache-2.0/ { ok = 1 }
+                         END { if (f && !ok) print f }' {} +)
+[ -z "$nospdx" ] || fail "no SPDX line in: $(echo $nospdx)"
 
 # The changelog: this version has its section; the compatibility rules are
 # there and name the SONAME the build gives.

@@ -13,7 +13,7 @@
 # CC is the build's own compiler, checked for its default target. Then, each
 # where installed: gcc and clang for x86-64 and riscv64 (gcc through the
 # cross compiler riscv64-linux-gnu-gcc, clang through --target), clang for
-# wasm32, and gcc for s390x (big-endian). A missing compiler is a skip; with
+# wasm32. A missing compiler is a skip; with
 # CAPSTORE_FREESTANDING_REQUIRE=1 (CI) it is a failure.
 set -u
 cc0=$1 src=$(cd "$2" && pwd) out=$3
@@ -97,7 +97,6 @@ add clang-x86_64 "$(tool clang)" --target=x86_64-unknown-none-elf
 add gcc-riscv64 riscv64-linux-gnu-gcc
 add clang-riscv64 "$(tool clang)" --target=riscv64-unknown-elf -march=rv64gc
 add wasm32-clang "$(tool clang)" --target=wasm32-unknown-unknown
-add gcc-s390x s390x-linux-gnu-gcc
 
 # Two at a time (each is a serial build of the core).
 status=0 pids=() names=()

@@ -91,11 +91,25 @@ static void n_list_u8(uint8_t out[32], const void *b, size_t n)
     free(c);
 }
 
+/* n values of `size` bytes serialized little-endian, a byte at a time (so
+ * the reference holds on a big-endian host too), packed into chunks. */
+static uint8_t *n_pack_le(const void *v, size_t n, unsigned size, uint64_t *nchunks)
+{
+    uint8_t *bytes = calloc(n ? n : 1, size);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t x = size == 4 ? ((const uint32_t *)v)[i] : ((const uint64_t *)v)[i];
+        for (unsigned b = 0; b < size; b++) bytes[i * size + b] = (uint8_t)(x >> (8 * b));
+    }
+    uint8_t *c = n_pack(bytes, n * size, nchunks);
+    free(bytes);
+    return c;
+}
+
 /* List[uint32, 2^32] (chunk limit 2^29) */
 static void n_list_u32(uint8_t out[32], const uint32_t *v, size_t n)
 {
     uint64_t k;
-    uint8_t *c = n_pack(v, n * 4, &k);
+    uint8_t *c = n_pack_le(v, n, 4, &k);
     n_root(out, c, k, 29);
     n_mix(out, out, n);
     free(c);
@@ -104,7 +118,7 @@ static void n_list_u32(uint8_t out[32], const uint32_t *v, size_t n)
 static void n_vec_u64_13(uint8_t out[32], const uint64_t *v)
 {
     uint64_t k;
-    uint8_t *c = n_pack(v, 13 * 8, &k);
+    uint8_t *c = n_pack_le(v, 13, 8, &k);
     n_root(out, c, k, 2);
     free(c);
 }
@@ -206,7 +220,8 @@ static void x_image(uint8_t out[32], const cap_image_desc_t *d)
         uint8_t g[4][32];
         n_chunk(g[0], m->start);
         n_chunk(g[1], m->size);
-        memcpy(g[2], m->source_path, 32);
+        for (int k = 0; k < CAP_MAX_SOURCE_DEPTH; k++) /* Vector[uint32, 8], little-endian */
+            for (int b = 0; b < 4; b++) g[2][4 * k + b] = (uint8_t)(m->source_path[k] >> (8 * b));
         n_chunk(g[3], m->source_path_len);
         n_root(roots + 32 * i, &g[0][0], 4, 2);
     }

@@ -207,6 +207,29 @@ static void test_wire_rejects(void)
     uint8_t bad = 9;
     CHECK_EQ_INT(cap_wire_for_each_child(&bad, 1, collect, &k, &e), CAP_EDECODE);
     CHECK(strcmp(e.what, "unknown_selector") == 0);
+
+    /* An Image whose pinned list is fine but whose initial one is not:
+     * refused before any child is reported (found by fuzz_decode). */
+    cap_hash_t h1 = test_hash_of(1), h2 = test_hash_of(2);
+    cap_slot_entry_t pinned = {0, h1}, initial = {1, h2};
+    cap_image_desc_t d;
+    memset(&d, 0, sizeof d);
+    d.pinned = &pinned;
+    d.pinned_len = 1;
+    d.initial = &initial;
+    d.initial_len = 1;
+    cap_t *im;
+    CHECK_EQ_INT(cap_image_new(&im, cap_alloc_libc(), &d, NULL), CAP_OK);
+    uint8_t *w;
+    size_t n;
+    CHECK_EQ_INT(cap_wire_encode_alloc(im, cap_alloc_libc(), &w, &n), CAP_OK);
+    memset(w + n - 33, 0, 32); /* the initial entry's hash (the yield marker is the last byte) */
+    memset(&k, 0, sizeof k);
+    CHECK_EQ_INT(cap_wire_for_each_child(w, n, collect, &k, &e), CAP_EDECODE);
+    CHECK_EQ_INT(k.n, 0);
+    CHECK_EQ_INT(e.offset, n - 33);
+    free(w);
+    cap_release(im);
 }
 
 /* Every vector that decodes: both forms agree. Every line, rejects too:

@@ -173,6 +173,11 @@ int main(int argc, char **argv)
     printf("test_crash: seed 0x%llx (set CAPSTORE_CRASH_SEED to repeat)\n", (unsigned long long)seed0);
     test_rng_t r = {seed0 | 1};
 
+    /* An emulator (qemu-user) runs the writer many times slower: the
+     * delays stretch by CAPSTORE_TEST_TIME_SCALE (a whole factor). */
+    const char *env_scale = getenv("CAPSTORE_TEST_TIME_SCALE");
+    uint64_t scale = env_scale && atoi(env_scale) > 1 ? (uint64_t)atoi(env_scale) : 1;
+
     hash_set_t all = {0};
     int killed_mid_run = 0, parent_writes = 0;
     uint64_t t0 = (uint64_t)time(NULL);
@@ -196,7 +201,7 @@ int main(int argc, char **argv)
         }
         close(fds[1]);
         /* A random delay; one round in eight kills at once. */
-        uint64_t delay = test_rng_next(&r) % 8 == 0 ? 0 : test_rng_next(&r) % MAX_DELAY_US;
+        uint64_t delay = test_rng_next(&r) % 8 == 0 ? 0 : test_rng_next(&r) % (MAX_DELAY_US * scale);
         if (delay) usleep((useconds_t)delay);
         kill(pid, SIGKILL);
 

@@ -10,6 +10,9 @@
 # needs an instrumented program).
 set -euo pipefail
 BUILD=$1 SRC=$2 WORK=$3 CC=$4 EXTRA=${5:-}
+# CAPSTORE_EXEC: put before every program run here (an emulator, for a
+# cross build); empty runs them directly.
+X=${CAPSTORE_EXEC:-}
 rm -rf "$WORK" && mkdir -p "$WORK"
 PREFIX=$WORK/prefix
 
@@ -64,6 +67,9 @@ for doc in "$docdir"/*.md; do
     done
 done
 for f in LICENSE-MIT LICENSE-APACHE; do [ -f "$docdir/$f" ] || fail "no $f in $docdir"; done
+cmp -s "$SRC/docs/capstore.1" "$PREFIX/share/man/man1/capstore.1" || fail "no man page in share/man/man1"
+cmp -s "$SRC/tools/capstore-completion.bash" "$PREFIX/share/bash-completion/completions/capstore" ||
+    fail "no bash completion in share/bash-completion/completions"
 
 # The shared library exports exactly the functions the headers declare.
 if command -v nm >/dev/null; then
@@ -85,16 +91,19 @@ pc_version=$(pkg-config --modversion capstore)
 libs=$(pkg-config --libs capstore)
 grep -q -- '-lcapstore' <<<"$libs" || fail "pkg-config --libs lacks -lcapstore"
 grep -q -- '-lpthread' <<<"$libs" || fail "pkg-config --libs lacks -lpthread"
-[ "$("$PREFIX/bin/capstore" --version)" = "capstore $header_version" ] || fail "installed capstore --version"
+[ "$($X "$PREFIX/bin/capstore" --version)" = "capstore $header_version" ] || fail "installed capstore --version"
 
 # Build and run the example: shared library.
 cd "$WORK"
 # shellcheck disable=SC2086,SC2046
 "$CC" -std=c11 -Wall -Wextra -Werror -pedantic $EXTRA $(pkg-config --cflags capstore) \
     -o embed_shared "$SRC/examples/embed.c" $(pkg-config --libs capstore)
-LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} ./embed_shared >shared.out ||
+LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} $X ./embed_shared >shared.out ||
     fail "embed (shared) failed: $(cat shared.out)"
-if command -v ldd >/dev/null; then
+if [ -n "$X" ]; then # ldd cannot read a foreign program: ask its loader, as ldd does
+    deps=$(LD_TRACE_LOADED_OBJECTS=1 LD_LIBRARY_PATH=$libdir $X ./embed_shared)
+    grep -q "$libdir/$soname" <<<"$deps" || fail "embed_shared is not linked to the installed $soname"
+elif command -v ldd >/dev/null; then
     deps=$(LD_LIBRARY_PATH=$libdir ldd ./embed_shared)
     grep -q "$libdir/$soname" <<<"$deps" || fail "embed_shared is not linked to the installed $soname"
 fi
@@ -104,7 +113,7 @@ static_libs=$(pkg-config --static --libs capstore | sed 's/-lcapstore\b/-l:libca
 # shellcheck disable=SC2086,SC2046
 "$CC" -std=c11 -Wall -Wextra -Werror -pedantic $EXTRA $(pkg-config --cflags capstore) \
     -o embed_static "$SRC/examples/embed.c" $static_libs
-./embed_static >static.out || fail "embed (static) failed: $(cat static.out)"
+$X ./embed_static >static.out || fail "embed (static) failed: $(cat static.out)"
 
 # Same program, same results (hashes do not depend on how it was linked,
 # only the store's random seed differs, which no hash depends on).

@@ -67,9 +67,18 @@ int cli_read_file(const char *sub, const char *path, uint8_t **buf, size_t *n);
 const char *cli_display_name(const char *path);
 
 /* Read and decode a wire file. On failure prints "<file>: <cap_err_format>"
- * (rule and byte offset) and returns CLI_EBADINPUT. *wire_len (may be NULL)
+ * (rule and byte offset), with a hint to use `encode` when the input is JSON,
+ * and returns CLI_EBADINPUT. *wire_len (may be NULL)
  * gets the input length. The cap is a new reference. */
 int cli_decode_file(const char *sub, const char *path, cap_t **out, size_t *wire_len);
+
+/* Whether bytes that are not a cap look like its JSON form (an object,
+ * after blanks): a wire cap starts with a selector byte 0..4, never '{'. */
+bool cli_looks_like_json(const uint8_t *buf, size_t n);
+
+/* After a failed decode of `path`: if its bytes look like JSON, print a hint
+ * that `capstore encode` makes wire bytes from it. */
+void cli_hint_json(const char *sub, const char *path, const uint8_t *buf, size_t n);
 
 /* The database a command uses, by one rule everywhere: the value of
  * `--db PATH` when given (`opt_value`, may be NULL), else the CAPSTORE_DB

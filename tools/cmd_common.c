@@ -120,16 +120,34 @@ int cli_decode_file(const char *sub, const char *path, cap_t **out, size_t *wire
     cap_err_t err;
     memset(&err, 0, sizeof err);
     rc = cap_wire_decode(buf, n, cap_alloc_libc(), out, &err);
-    free(buf);
     if (rc != CAP_OK) {
         char msg[256];
         if (err.code == 0) err.code = rc;
         cap_err_format(&err, msg, sizeof msg);
         cli_error(sub, "%s: %s", cli_display_name(path), msg);
+        cli_hint_json(sub, path, buf, n);
+        free(buf);
         return CLI_EBADINPUT;
     }
+    free(buf);
     if (wire_len) *wire_len = n;
     return CLI_OK;
+}
+
+bool cli_looks_like_json(const uint8_t *buf, size_t n)
+{
+    size_t i = 0;
+    if (n >= 3 && buf[0] == 0xef && buf[1] == 0xbb && buf[2] == 0xbf) i = 3; /* a UTF-8 BOM */
+    while (i < n && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n')) i++;
+    return i < n && buf[i] == '{';
+}
+
+void cli_hint_json(const char *sub, const char *path, const uint8_t *buf, size_t n)
+{
+    if (!cli_looks_like_json(buf, n)) return;
+    cli_error(sub, "hint: %s looks like the JSON form (docs/cap-json.md); `capstore encode %s` "
+                   "turns it into wire bytes",
+              cli_display_name(path), path);
 }
 
 void cli_hex(char *out, const uint8_t *bytes, size_t n)

@@ -96,7 +96,12 @@ static int child(const char *path)
         printf("%llu problem%s: the database is damaged (LMDB keeps no checksums; restore it from a backup or an "
                "export, see docs/persistence.md)\n",
                (unsigned long long)res.problems, res.problems == 1 ? "" : "s");
-    fflush(stdout);
+    /* The report is the child's to write: its write errors are its own
+     * (the parent's standard output is checked at exit as usual). */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        if (errno != EPIPE) fprintf(stderr, "capstore: error writing standard output: %s\n", strerror(errno));
+        return 1;
+    }
     return res.bad || res.problems ? 1 : 0;
 }
 

@@ -20,7 +20,6 @@
 
 extern char **environ;
 
-#define DEMO_DB_DEFAULT "./capstore.lmdb"
 #define DEMO_DOT_DEFAULT "./capstore-demo.dot"
 
 static const char usage[] = "capstore demo [--db PATH | --memory] [--dot FILE] [--png FILE]";
@@ -34,21 +33,22 @@ static void help(void)
            "  2. spawn    instances by promoting the cnode blob (no copy)\n"
            "  3. cow      change them copy-on-write (make_mut / edit_instance); the blob stays\n"
            "  4. graph    link instances by Ref: a kernel cnode, two processes, a shared cnode\n"
-           "  5. settle   the graph back into blobs: the new root hash, counts before/after\n"
+           "  5. settle   checkpoint the graph into blobs, process snapshots too: the new root hash\n"
            "  6. sweep    drop the handles; the sweep reclaims the dead entries in a cascade\n"
            "  7. flush    write the blobs to the backend in one transaction\n"
            "  8. reopen   a fresh store on the same backend fetches the root by hash\n"
            "  9. dot      write the final cap graph as DOT (and PNG)\n\n"
-           "The store persists to the LMDB file %s in the current folder (created\n"
-           "when missing; a second run finds the blobs already there).\n\n"
-           "  --db PATH   use the LMDB file PATH instead\n"
+           "The store persists to an LMDB database file: --db PATH, else the file the\n"
+           "CAPSTORE_DB environment variable names, else %s in the current folder\n"
+           "(created when missing; a second run finds the blobs already there).\n\n"
+           "  --db PATH   use the LMDB file PATH\n"
            "  --memory    no file: an in-memory backend stands in for the database\n"
            "  --dot FILE  where the graph goes (default %s)\n"
            "  --png FILE  render it with Graphviz's dot to FILE (default: the DOT file's\n"
            "              name with .png, when the dot program is installed)\n\n"
            "Exit status: 0 success, 1 a failed step (the message says which and why, e.g.\n"
            "a database that cannot be opened, or --png without Graphviz), 2 usage error.\n",
-           usage, DEMO_DB_DEFAULT, DEMO_DOT_DEFAULT);
+           usage, CLI_DB_DEFAULT, DEMO_DOT_DEFAULT);
 }
 
 /* The handles the session holds, by role. */
@@ -365,25 +365,31 @@ static int step_graph(demo_t *d)
     return CLI_OK;
 }
 
-/* 5. Settle the kernel's cnode; then checkpoint the processes, whose
- * settled Instance caps stay instances, as blobs too. ------------------------------------------ */
+/* 5. Checkpoint the kernel's cnode: a settle that also publishes the
+ * processes' snapshots (their Instance caps stay instances) as blobs in the
+ * same step, so the root names a closed graph. ------------------------------------------------- */
+static int snapshot_hash(demo_t *d, cap_ref_t *r, cap_hash_t *out)
+{
+    cap_t *p;
+    TRY("cap_store_get_instance", cap_store_get_instance(d->s, r, &p));
+    own(d, p);
+    TRY("cap_hash", cap_hash(p, out));
+    return CLI_OK;
+}
+
 static int step_settle(demo_t *d)
 {
     size_t b0 = nblobs(d), i0 = ninst(d);
     cap_target_t root = cap_target_of_ref(d->ref[R_KERNEL]);
-    TRY("cap_store_settle", cap_store_settle(d->s, &root, &d->h_root, &d->err));
+    TRY("cap_store_checkpoint", cap_store_checkpoint(d->s, &root, &d->h_root, &d->err));
     size_t b1 = nblobs(d), i1 = ninst(d);
-    cap_t *p;
-    TRY("cap_store_get_instance", cap_store_get_instance(d->s, d->ref[R_PROC1], &p));
-    own(d, p);
-    TRY("cap_store_put_cap(process snapshot)", cap_store_put_cap(d->s, p, &d->h_snap1));
-    TRY("cap_store_get_instance", cap_store_get_instance(d->s, d->ref[R_PROC2], &p));
-    own(d, p);
-    TRY("cap_store_put_cap(process snapshot)", cap_store_put_cap(d->s, p, &d->h_snap2));
-    printf(" 5. settle   root #%llu -> %s, Refs resolved bottom-up (shared #%llu once): blobs %zu -> %zu, instances %zu -> %zu;\n"
-           "             #%llu, #%llu stay instances (an Instance's hash is a snapshot); checkpointed as blobs %s, %s: %zu blobs\n",
+    int rc;
+    if ((rc = snapshot_hash(d, d->ref[R_PROC1], &d->h_snap1)) != CLI_OK) return rc;
+    if ((rc = snapshot_hash(d, d->ref[R_PROC2], &d->h_snap2)) != CLI_OK) return rc;
+    printf(" 5. settle   checkpoint root #%llu -> %s, Refs resolved bottom-up (shared #%llu once): blobs %zu -> %zu, instances %zu -> %zu;\n"
+           "             #%llu, #%llu stay instances, their snapshots published as blobs %s, %s in the same step (a closed graph)\n",
            id_of(d->ref[R_KERNEL]), sh(&d->h_root), id_of(d->ref[R_IPC]), b0, b1, i0, i1, id_of(d->ref[R_PROC1]),
-           id_of(d->ref[R_PROC2]), sh(&d->h_snap1), sh(&d->h_snap2), nblobs(d));
+           id_of(d->ref[R_PROC2]), sh(&d->h_snap1), sh(&d->h_snap2));
     return CLI_OK;
 }
 
@@ -424,89 +430,38 @@ static int step_flush(demo_t *d)
 }
 
 /* 8. Reopen: a fresh store on the same backend knows nothing in memory and
- * fetches the root through the provider; the walk fetches the rest. -------------------------- */
-typedef struct pending {
-    cap_hash_t *v;
-    size_t n, cap;
-} pending_t;
+ * fetches the root through the provider; a walk reads the rest. -------------------------------- */
 
-static bool collect(void *ctx, const cap_hash_t *to, const char *label)
+/* Add a cap the walk reached to the graph (a new reference). */
+static int graph_add(void *arg, const cap_walk_visit_t *v)
 {
-    pending_t *p = ctx;
-    (void)label;
-    if (p->n == p->cap) {
-        size_t nc = p->cap ? p->cap * 2 : 16;
-        cap_hash_t *nv = realloc(p->v, nc * sizeof *nv);
-        if (!nv) return false;
-        p->v = nv;
-        p->cap = nc;
-    }
-    p->v[p->n++] = *to;
-    return true;
-}
-
-static bool in_graph(const demo_t *d, const cap_hash_t *h)
-{
-    for (size_t i = 0; i < d->ngraph; i++)
-        if (memcmp(&d->graph[i].hash, h, sizeof *h) == 0) return true;
-    return false;
-}
-
-/* Add a fetched cap (its reference moves to the graph). */
-static bool graph_add(demo_t *d, const cap_hash_t *h, cap_t *c)
-{
+    demo_t *d = arg;
     if (d->ngraph == d->graph_cap) {
         size_t nc = d->graph_cap ? d->graph_cap * 2 : 16;
         cap_dot_node_t *nv = realloc(d->graph, nc * sizeof *nv);
-        if (!nv) return false;
+        if (!nv) return CAP_ENOMEM;
         d->graph = nv;
         d->graph_cap = nc;
     }
-    d->graph[d->ngraph].hash = *h;
-    d->graph[d->ngraph].cap = c;
+    d->graph[d->ngraph].hash = v->hash;
+    d->graph[d->ngraph].cap = cap_retain((cap_t *)v->cap);
     d->ngraph++;
-    return true;
+    return 0;
 }
 
-/* Breadth-first from the root: each target not yet seen is fetched through
- * the store (memory first, then the backend). A target the backend lacks
- * stays a placeholder in the graph. */
-static int walk(demo_t *d, cap_t *root)
+/* Breadth first from the root through the store (memory, then the
+ * backend), every cap read verified; nothing is published. A target the
+ * backend lacks stays a placeholder in the graph. */
+static int walk(demo_t *d)
 {
-    if (!graph_add(d, &d->h_root, root)) {
-        cap_release(root);
-        return demo_fail(d, "walking the graph", CAP_ENOMEM);
-    }
-    pending_t p = {NULL, 0, 0};
-    int status = CLI_OK;
-    for (size_t i = 0; i < d->ngraph && status == CLI_OK; i++) {
-        p.n = 0;
-        if (!cap_dot_each_target(d->graph[i].cap, collect, &p)) {
-            status = demo_fail(d, "walking the graph", CAP_ENOMEM);
-            break;
-        }
-        for (size_t k = 0; k < p.n; k++) {
-            if (in_graph(d, &p.v[k])) continue;
-            cap_t *c;
-            memset(&d->err, 0, sizeof d->err);
-            int rc = cap_store_fetch_blob(d->s, &p.v[k], &c, &d->err);
-            if (rc == CAP_EBLOBMISSING) {
-                d->missing++;
-                continue;
-            }
-            if (rc != CAP_OK) {
-                status = demo_fail(d, "cap_store_fetch_blob", rc);
-                break;
-            }
-            if (!graph_add(d, &p.v[k], c)) {
-                cap_release(c);
-                status = demo_fail(d, "walking the graph", CAP_ENOMEM);
-                break;
-            }
-        }
-    }
-    free(p.v);
-    return status;
+    cap_walk_options_t o = CAP_WALK_OPTIONS_INIT;
+    o.flags = CAP_WALK_VERIFY;
+    cap_walk_result_t r;
+    memset(&d->err, 0, sizeof d->err);
+    int rc = cap_store_walk(d->s, &d->h_root, 1, &o, graph_add, d, &r, &d->err);
+    if (rc != CAP_OK && rc != CAP_EBLOBMISSING) return demo_fail(d, "cap_store_walk", rc);
+    d->missing = (size_t)r.missing;
+    return CLI_OK;
 }
 
 static int step_reopen(demo_t *d)
@@ -532,15 +487,15 @@ static int step_reopen(demo_t *d)
         return demo_fail(d, "cap_hash", rc);
     }
     bool match = memcmp(&again, &d->h_root, sizeof again) == 0;
+    cap_release(root);
     if (!match) {
-        cap_release(root);
         cli_error("demo", "the root fetched from %s hashes to %s, not %s", d->where, sh(&again), sh(&d->h_root));
         return CLI_EBADINPUT;
     }
-    if ((rc = walk(d, root)) != CLI_OK) return rc;
+    if ((rc = walk(d)) != CLI_OK) return rc;
     printf(" 8. reopen   fresh store on %s (%zu blobs in memory): cap_store_exists(root %s) yes;\n"
            "             fetched through the provider, verified: re-hashes to %s; walking its graph fetched %zu caps%s\n",
-           d->where, b0, sh(&d->h_root), sh(&again), nblobs(d), d->missing ? " (some targets missing)" : "");
+           d->where, b0, sh(&d->h_root), sh(&again), d->ngraph, d->missing ? " (some targets missing)" : "");
     return CLI_OK;
 }
 
@@ -557,6 +512,9 @@ static int render_png(const char *dot_file, const char *png)
     int st;
     while (waitpid(pid, &st, 0) < 0)
         if (errno != EINTR) return -1;
+    /* 127: the child could not run it. posix_spawnp reports that itself
+     * where the child shares memory with the parent; not under qemu-user. */
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 127) return 1;
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
@@ -640,7 +598,7 @@ int cmd_demo(int argc, char **argv)
     demo_t *d = &dd;
     memset(d, 0, sizeof *d);
     d->a = cap_alloc_libc();
-    d->db_path = opts[3].seen ? NULL : opts[0].seen ? opts[0].value : DEMO_DB_DEFAULT;
+    d->db_path = opts[3].seen ? NULL : cli_db_path(opts[0].seen ? opts[0].value : NULL);
     d->where = d->db_path ? d->db_path : "the in-memory backend";
     const char *dot_file = opts[1].seen ? opts[1].value : DEMO_DOT_DEFAULT;
     char *png = opts[2].seen ? NULL : png_name(dot_file);

@@ -1,20 +1,38 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
-/* capstore hash FILE: the cap hash of a wire file, as 64 lowercase hex digits. */
+/* capstore hash FILE...: the cap hash of wire files, as 64 lowercase hex
+ * digits; with several files one "HASH  FILE" line each, as sha256sum. */
 #include <stdio.h>
 
 #include "cli.h"
 
-static const char usage[] = "capstore hash FILE";
+static const char usage[] = "capstore hash FILE...";
 
 static void help(void)
 {
     printf("usage: %s\n\n"
-           "Decode FILE (the wire form of one cap; '-' reads standard input) and print its\n"
-           "cap hash: mix_in_selector(hash_tree_root(payload), kind), as 64 lowercase hex\n"
-           "digits and a newline.\n\n"
-           "Exit status: 0 success, 1 unreadable or malformed input (the message names the\n"
-           "rule broken and its byte offset), 2 usage error.\n",
+           "Decode each FILE (the wire form of one cap; '-' reads standard input) and print\n"
+           "its cap hash: mix_in_selector(hash_tree_root(payload), kind), as 64 lowercase\n"
+           "hex digits. With one FILE the line is the bare hash, so that scripts can write\n"
+           "$(capstore hash x.cap); with several, each line is \"HASH  FILE\", as sha256sum\n"
+           "prints. A file that fails is reported and the others are still hashed.\n\n"
+           "Exit status: 0 success, 1 an unreadable or malformed input (the message names\n"
+           "the rule broken and its byte offset), 2 usage error.\n",
            usage);
+}
+
+/* The hash of one file, or its error on stderr. */
+static int hash_one(const char *path, char hex[65])
+{
+    cap_t *c;
+    int rc = cli_decode_file("hash", path, &c, NULL);
+    if (rc != CLI_OK) return rc;
+    int e = cli_hash_hex(c, hex);
+    cap_release(c);
+    if (e != CAP_OK) {
+        cli_error("hash", "%s: %s", cli_display_name(path), cap_strerror(e));
+        return CLI_EBADINPUT;
+    }
+    return CLI_OK;
 }
 
 int cmd_hash(int argc, char **argv)
@@ -27,17 +45,22 @@ int cmd_hash(int argc, char **argv)
         help();
         return CLI_OK;
     }
-    if (npos != 1) return cli_usage_error("hash", usage, npos ? "too many arguments" : "missing FILE");
-    cap_t *c;
-    rc = cli_decode_file("hash", argv[1], &c, NULL);
-    if (rc != CLI_OK) return rc;
-    char hex[65];
-    int e = cli_hash_hex(c, hex);
-    cap_release(c);
-    if (e != CAP_OK) {
-        cli_error("hash", "%s: %s", cli_display_name(argv[1]), cap_strerror(e));
+    if (npos == 0) return cli_usage_error("hash", usage, "missing FILE");
+    int status = CLI_OK;
+    for (int i = 1; i <= npos; i++) {
+        char hex[65];
+        if (hash_one(argv[i], hex) != CLI_OK) {
+            status = CLI_EBADINPUT;
+            continue;
+        }
+        if (npos == 1)
+            printf("%s\n", hex);
+        else
+            printf("%s  %s\n", hex, argv[i]);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        cli_error("hash", "error writing standard output");
         return CLI_EBADINPUT;
     }
-    printf("%s\n", hex);
-    return CLI_OK;
+    return status;
 }

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
-/* capstore inspect [--all] FILE...: a human summary of wire files. */
+/* capstore inspect [--all] [--json] FILE...: a summary of wire files, for
+ * people or (--json) for programs. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "inspect_json.h"
 
-static const char usage[] = "capstore inspect [--all] FILE...";
+static const char usage[] = "capstore inspect [--all] [--json] FILE...";
 
 #define LIST_LIMIT 16 /* entries listed per list unless --all */
 
@@ -18,7 +21,9 @@ static void help(void)
            "pages (loaded / empty / missing), Instance fields and overlays, Image list\n"
            "lengths. Lists show their first %d entries unless --all is given.\n\n"
            "options:\n"
-           "  --all     list every entry\n\n"
+           "  --all     list every entry\n"
+           "  --json    print a JSON array instead, one object per FILE, with the same\n"
+           "            fields and every list whole (numbers above 2^53 as strings)\n\n"
            "Exit status: 0 success, 1 unreadable or malformed input (the message names the\n"
            "rule broken and its byte offset), 2 usage error.\n",
            usage, LIST_LIMIT);
@@ -158,7 +163,8 @@ static void inspect_image(const cap_t *c, bool all)
         printf("yield_marker_slot: none\n");
 }
 
-static int inspect_one(const char *path, bool all)
+/* With `json` (an array) the summary is appended there instead of printed. */
+static int inspect_one(const char *path, bool all, json_t *json)
 {
     cap_t *c;
     size_t wire_len;
@@ -170,6 +176,15 @@ static int inspect_one(const char *path, bool all)
         cli_error("inspect", "%s: %s", cli_display_name(path), cap_strerror(e));
         cap_release(c);
         return CLI_EBADINPUT;
+    }
+    if (json) {
+        json_t *o = inspect_json(c, cli_display_name(path), hex, wire_len);
+        cap_release(c);
+        if (!o || json_array_append_new(json, o) != 0) {
+            cli_error("inspect", "%s: out of memory", cli_display_name(path));
+            return CLI_EBADINPUT;
+        }
+        return CLI_OK;
     }
     printf("file:              %s\n", cli_display_name(path));
     printf("kind:              %s\n", cli_kind_name(cap_kind(c)));
@@ -193,7 +208,8 @@ int cmd_inspect(int argc, char **argv)
 {
     int npos;
     bool want_help;
-    cli_opt_t opts[] = {{"--all", false, false, NULL}, {NULL, false, false, NULL}};
+    cli_opt_t opts[] = {{"--all", false, false, NULL}, {"--json", false, false, NULL},
+                        {NULL, false, false, NULL}};
     int rc = cli_parse_args("inspect", usage, argc, argv, opts, &want_help, &npos);
     if (rc != CLI_OK) return rc;
     if (want_help) {
@@ -204,10 +220,25 @@ int cmd_inspect(int argc, char **argv)
     int stdin_uses = 0;
     for (int i = 1; i <= npos; i++) stdin_uses += strcmp(argv[i], "-") == 0;
     if (stdin_uses > 1) return cli_usage_error("inspect", usage, "standard input ('-') given twice");
+    json_t *json = opts[1].seen ? json_array() : NULL;
+    if (opts[1].seen && !json) {
+        cli_error("inspect", "out of memory");
+        return CLI_EBADINPUT;
+    }
     int status = CLI_OK;
     for (int i = 1; i <= npos; i++) {
-        if (i > 1) printf("\n");
-        if (inspect_one(argv[i], opts[0].seen) != CLI_OK) status = CLI_EBADINPUT;
+        if (i > 1 && !json) printf("\n");
+        if (inspect_one(argv[i], opts[0].seen, json) != CLI_OK) status = CLI_EBADINPUT;
+    }
+    if (json) {
+        /* The files that could be read, even when another could not. */
+        if (json_dumpf(json, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0 || putchar('\n') == EOF)
+            status = CLI_EBADINPUT;
+        json_decref(json);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        cli_error("inspect", "error writing standard output");
+        return CLI_EBADINPUT;
     }
     return status;
 }

@@ -33,8 +33,8 @@ static void vectors_usage(FILE *f)
             "list_uint8_, list_uint32_, vector_uint64_13_, list_bytes32_65536_,\n"
             "list_bytes32_2p32_, bytevector_<n>_, mix_in_length_ or mix_in_selector_ (the\n"
             "input's hash_tree_root must be the root). Lines starting with '#' and blank\n"
-            "lines are ignored.\n"
-            "Prints one line per failure, then 'N passed, N failed'.\n"
+            "lines are ignored. A file with no vectors is reported and counts as one\n"
+            "failure. Prints one line per failure, then 'N passed, N failed'.\n"
             "Exit status: 0 all passed, 1 a check failed or a file could not be read, 2 usage.\n");
 }
 
@@ -240,6 +240,7 @@ static int check_file(tally_t *t, const char *path)
     ssize_t len;
     unsigned long lineno = 0;
     char where_line[4096];
+    unsigned long before = t->passed + t->failed;
     while ((len = getline(&line, &cap, f)) >= 0) {
         lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
@@ -248,6 +249,12 @@ static int check_file(tally_t *t, const char *path)
     }
     int bad = ferror(f) ? -1 : 0;
     if (bad) fprintf(stderr, "capstore vectors: error reading %s: %s\n", path, strerror(errno));
+    /* A file with no vector checks nothing: say so, and count it as failed
+     * (an empty or wrong file must not pass a CI step). */
+    if (!bad && t->passed + t->failed == before) {
+        fprintf(stderr, "capstore vectors: %s: no vectors in it\n", where);
+        t->failed++;
+    }
     free(line);
     if (!is_stdin) fclose(f);
     return bad;

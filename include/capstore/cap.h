@@ -13,7 +13,11 @@
  *   - Each cap records the allocator it was made with and is freed through
  *     it; the allocator must outlive the cap.
  * Reference counts are atomic: caps may be shared between threads; a cap's
- * lazily computed values (page roots) are written once, atomically. */
+ * lazily computed values (page roots) are written once, atomically.
+ * NULL: a function returning int refuses a NULL pointer argument with
+ * CAP_EINVAL (unless it says NULL is allowed); accessors of a NULL cap
+ * return 0, false or NULL; cap_kind and cap_hash_is_zero, which have no
+ * such answer, say NULL is undefined, and debug builds trap on it. */
 #ifndef CAPSTORE_CAP_H
 #define CAPSTORE_CAP_H
 
@@ -48,7 +52,8 @@ typedef enum cap_kind {
 
 /** New reference to the same handle. Returns `r`. */
 cap_ref_t *cap_ref_retain(cap_ref_t *r);
-/** Drop a reference. Safe after the handle's store is gone (see store.h). NULL is a no-op. */
+/** Drop a reference. Safe after the handle's store is gone (see store.h). NULL is a no-op.
+ * Releasing a reference not held is undefined (debug builds trap). */
 void cap_ref_release(cap_ref_t *r);
 /** The instance id (>= 1). */
 uint64_t cap_ref_id(const cap_ref_t *r);
@@ -92,7 +97,8 @@ static inline cap_target_t cap_target_of_ref(cap_ref_t *r)
     return t;
 }
 
-/** True when all 32 bytes are zero (the empty slot; not a valid target). */
+/** True when all 32 bytes are zero (the empty slot; not a valid target).
+ * `h` must not be NULL (undefined; debug builds trap). */
 bool cap_hash_is_zero(const cap_hash_t *h);
 
 /* Common ------------------------------------------------------------------------------ */
@@ -100,8 +106,11 @@ bool cap_hash_is_zero(const cap_hash_t *h);
 /** New reference to `c`. Returns `c`. */
 cap_t *cap_retain(cap_t *c);
 /** Drop a reference; the last one frees the cap, releasing the handles and
- * pages it holds. NULL is a no-op. */
+ * pages it holds. NULL is a no-op. Releasing a reference not held is
+ * undefined (debug builds trap when they can still see it). */
 void cap_release(cap_t *c);
+/** The cap's kind. `c` must not be NULL (undefined; debug builds trap):
+ * there is no kind to return for it. */
 cap_kind_t cap_kind(const cap_t *c);
 /** The allocator the cap was made with (borrowed). */
 const cap_alloc_t *cap_allocator(const cap_t *c);

@@ -3,7 +3,8 @@
  *
  * One node: out = SHA256(in[0..64]). The batch call hashes n independent
  * nodes (a whole tree level) and is where the speed is: the SHA-NI kernel
- * keeps several nodes in flight. */
+ * keeps several nodes in flight. Pointer arguments must not be NULL
+ * (undefined behaviour; the inner loop does not check). */
 #ifndef CAPSTORE_SHA256_H
 #define CAPSTORE_SHA256_H
 

@@ -4,7 +4,8 @@
  * Terms mean what the Ethereum SimpleSerialize specification says. All
  * hashing goes through cap_sha256_nodes, a tree level at a time. Nothing
  * here allocates: the streaming merkleizer keeps O(log n) state in the
- * caller's struct. */
+ * caller's struct. These are the hashing inner loops: pointer arguments
+ * must not be NULL (undefined behaviour; not checked). */
 #ifndef CAPSTORE_SSZ_H
 #define CAPSTORE_SSZ_H
 

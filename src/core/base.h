@@ -13,6 +13,16 @@
 #define cap_memset __builtin_memset
 #define cap_memcmp __builtin_memcmp
 
+/* Debug builds stop at a broken contract that the API documents as
+ * undefined (a NULL where none may be, a reference released once too
+ * often): a trap, since the freestanding core has no assert(). Release
+ * builds (NDEBUG) compile the check away. */
+#ifdef NDEBUG
+#define CAP_DEBUG_CHECK(cond) ((void)0)
+#else
+#define CAP_DEBUG_CHECK(cond) ((cond) ? (void)0 : __builtin_trap())
+#endif
+
 #define CAP_LIKELY(x) __builtin_expect(!!(x), 1)
 #define CAP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 

@@ -16,11 +16,11 @@
  * sparse lock file faults inside mdb_env_open. So a missing lock file is
  * created here and its blocks allocated for real (posix_fallocate) before
  * LMDB maps it; a full disk is then "no space left on device". The lock
- * file takes the database file's owner (when root creates it), group and
- * permission bits, and a process that is neither root nor the database's
- * owner never creates it: a reader of someone else's database would leave
- * a lock file the owner cannot write (docs/persistence.md, "Sharing a
- * database"). A failed open removes the lock file and the empty database
+ * file takes the database file's permission bits, its group, and (when
+ * root creates it) its owner; a process that is neither root nor the
+ * database's owner never creates it: a reader of someone else's database
+ * would leave a lock file the owner cannot write (docs/persistence.md,
+ * "Sharing a database"). A failed open removes the lock file and the empty database
  * file it created, when no other process has the lock file open.
  *
  * Process-wide registry. LMDB allows one environment per file per process,
@@ -357,11 +357,13 @@ static int prepare_lock(const char *lp, bool readonly, const file_info_t *fi, bo
     *created = true;
     int rc = allocate(fd, LOCK_FILE_SIZE);
     if (rc == 0) {
-        /* The database's permissions, whatever this process's umask, and
-         * (root creating it) its owner: whoever may write the database may
+        /* The database's permissions, whatever this process's umask, its
+         * group (a member of a shared database's group may give it) and,
+         * root creating it, its owner: whoever may write the database may
          * use its lock file. */
-        (void)!fchmod(fd, fi->mode);
         if (me == 0 && (fi->uid != 0 || fi->gid != 0)) (void)!fchown(fd, fi->uid, fi->gid);
+        else if (getegid() != fi->gid) (void)!fchown(fd, (uid_t)-1, fi->gid);
+        (void)!fchmod(fd, fi->mode);
     }
     close(fd);
     if (rc != 0) {

@@ -3,6 +3,19 @@
 # Sets CAPSTORE, VECTORS, WORK, enters a fresh WORK and defines the helpers.
 CAPSTORE=$1 VECTORS=$2/vectors/caps.txt WORK=$3
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
+unset CAPSTORE_DB # the tests expect the default database unless they name one
+# CAPSTORE_EXEC (optional): a command put before every capstore the tests
+# run, e.g. an emulator for a cross-built capstore. CAPSTORE becomes a small
+# script doing that, so every way a test runs it (env, pipes, subshells)
+# gets the prefix; the command's path is resolved now, so PATH may change.
+if [ -n "${CAPSTORE_EXEC:-}" ]; then
+    read -r -a exec_words <<<"$CAPSTORE_EXEC"
+    exec_words[0]=$(command -v "${exec_words[0]}") || { echo "CAPSTORE_EXEC: no ${exec_words[0]}" >&2; exit 1; }
+    mkdir -p "$WORK.exec"
+    printf '#!/bin/sh\nexec %s "$@"\n' "$(printf '%q ' "${exec_words[@]}" "$CAPSTORE")" >"$WORK.exec/capstore"
+    chmod +x "$WORK.exec/capstore"
+    CAPSTORE=$WORK.exec/capstore
+fi
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 # run RC CMD...: run CMD (stdout in ./out, stderr in ./err), expect exit status RC.

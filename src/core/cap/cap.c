@@ -10,6 +10,7 @@
 
 bool cap_hash_is_zero(const cap_hash_t *h)
 {
+    CAP_DEBUG_CHECK(h != (const cap_hash_t *)0);
     uint8_t acc = 0;
     for (unsigned i = 0; i < 32; i++)
         acc |= h->bytes[i];
@@ -147,12 +148,17 @@ static __attribute__((noinline)) void cap_destroy(cap_t *c)
 
 void cap_release(cap_t *c)
 {
-    if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+    if (!c)
+        return;
+    uint32_t was = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel);
+    CAP_DEBUG_CHECK(was != 0); /* released once more than held */
+    if (was == 1)
         cap_destroy(c);
 }
 
 cap_kind_t cap_kind(const cap_t *c)
 {
+    CAP_DEBUG_CHECK(c != (const cap_t *)0);
     return (cap_kind_t)c->kind;
 }
 

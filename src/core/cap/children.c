@@ -113,10 +113,10 @@ static bool zero32(const uint8_t *p)
     return acc == 0;
 }
 
-/* A list of slot entries at [s, e) (relative to b): strictly increasing
- * slots, no zero hash. */
-static int wire_entries(const uint8_t *b, size_t s, size_t e, cap_child_field_t f, uint64_t limit,
-                        cap_child_fn fn, void *arg, cap_err_t *err)
+/* Check a list of slot entries at [s, e) (offsets into b): whole entries,
+ * strictly increasing slots, no zero hash. */
+static int check_entries(const uint8_t *b, size_t s, size_t e, cap_child_field_t f, uint64_t limit,
+                         cap_err_t *err)
 {
     size_t len = e - s;
     if (len % W_ENTRY)
@@ -130,6 +130,13 @@ static int wire_entries(const uint8_t *b, size_t s, size_t e, cap_child_field_t 
         if (zero32(b + p + 4))
             return wbad(err, p + 4, f == CAP_CHILD_SLOT ? "zero_target" : "ImageConvertFailed");
     }
+    return CAP_OK;
+}
+
+/* Report a checked list's entries. */
+static int emit_entries(const uint8_t *b, size_t s, size_t e, cap_child_field_t f, cap_child_fn fn,
+                        void *arg)
+{
     for (size_t p = s; p < e; p += W_ENTRY) {
         int rc = emit_hash(fn, arg, f, cap_load_le32(b + p), b + p + 4);
         if (rc != CAP_OK)
@@ -147,7 +154,8 @@ static int wire_cnode(const uint8_t *b, size_t n, cap_child_fn fn, void *arg, ca
         return wbad(err, 2, "offset_out_of_bounds");
     if (off != W_CNODE_FIXED)
         return wbad(err, 2, "offset_not_at_fixed_end");
-    return wire_entries(b, 1 + W_CNODE_FIXED, n, CAP_CHILD_SLOT, 65536u, fn, arg, err);
+    int rc = check_entries(b, 1 + W_CNODE_FIXED, n, CAP_CHILD_SLOT, 65536u, err);
+    return rc ? rc : emit_entries(b, 1 + W_CNODE_FIXED, n, CAP_CHILD_SLOT, fn, arg);
 }
 
 static int wire_instance(const uint8_t *b, size_t n, cap_child_fn fn, void *arg, cap_err_t *err)
@@ -184,10 +192,15 @@ static int wire_image(const uint8_t *b, size_t n, cap_child_fn fn, void *arg, ca
         prev = o;
     }
     bound[8] = n;
-    /* Fields 5 and 6: pinned and initial. */
-    int rc = wire_entries(b, bound[5], bound[6], CAP_CHILD_PINNED, (uint64_t)1 << 32, fn, arg, err);
+    /* Fields 5 and 6: pinned and initial, both checked before either is
+     * reported. */
+    int rc = check_entries(b, bound[5], bound[6], CAP_CHILD_PINNED, (uint64_t)1 << 32, err);
     if (rc == CAP_OK)
-        rc = wire_entries(b, bound[6], bound[7], CAP_CHILD_INITIAL, (uint64_t)1 << 32, fn, arg, err);
+        rc = check_entries(b, bound[6], bound[7], CAP_CHILD_INITIAL, (uint64_t)1 << 32, err);
+    if (rc == CAP_OK)
+        rc = emit_entries(b, bound[5], bound[6], CAP_CHILD_PINNED, fn, arg);
+    if (rc == CAP_OK)
+        rc = emit_entries(b, bound[6], bound[7], CAP_CHILD_INITIAL, fn, arg);
     return rc;
 }
 

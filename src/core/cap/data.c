@@ -222,15 +222,15 @@ int cap_data_set_page(cap_t *c, uint64_t index, const void *bytes, size_t n, cap
 {
     int rc = cap_check_writable(c, CAP_KIND_DATA);
     if (rc)
-        return rc;
+        return cap_err_set(err, rc, rc == CAP_EBUSY ? (const char *)0 : "not a Data cap");
     cap_data_body_t *b = &c->u.data;
-    if (index >= b->page_count || (n && !bytes))
-        return CAP_EINVAL;
+    if (index >= b->page_count)
+        return cap_err_set(err, CAP_EINVAL, "page index past the page count");
+    if (n && !bytes)
+        return cap_err_set(err, CAP_EINVAL, "NULL bytes");
     if (n != b->page_size) {
+        cap_err_set(err, CAP_EPAGESIZE, "PageSizeMismatch");
         if (err) {
-            cap_memset(err, 0, sizeof *err);
-            err->code = CAP_EPAGESIZE;
-            err->what = "PageSizeMismatch";
             err->expected = b->page_size;
             err->got = n;
         }
@@ -238,7 +238,7 @@ int cap_data_set_page(cap_t *c, uint64_t index, const void *bytes, size_t n, cap
     }
     cap_page_t *p = cap_page_new_loaded(c->alloc, bytes, b->page_size);
     if (!p)
-        return CAP_ENOMEM;
+        return cap_err_set(err, CAP_ENOMEM, (const char *)0);
     put_page(c, index, p);
     return CAP_OK;
 }

@@ -2,6 +2,7 @@
 /* Handles: the reference count half the cap layer owns (see cap_internal.h).
  * Everything else about a handle (what its last reference means, its entry)
  * belongs to the store that made it, through ops->release. */
+#include "base.h"
 #include "cap/cap_internal.h"
 
 cap_ref_t *cap_ref_retain(cap_ref_t *r)
@@ -13,8 +14,12 @@ cap_ref_t *cap_ref_retain(cap_ref_t *r)
 
 void cap_ref_release(cap_ref_t *r)
 {
-    if (r)
-        r->ops->release(r);
+    if (!r)
+        return;
+    /* No outside reference left: this release is one too many (it would
+     * drive the count below zero). */
+    CAP_DEBUG_CHECK((atomic_load_explicit(&r->state, memory_order_relaxed) >> 2) != 0);
+    r->ops->release(r);
 }
 
 uint64_t cap_ref_id(const cap_ref_t *r)

@@ -177,8 +177,9 @@ int cap_backend_iterate(const cap_backend_t *b, cap_backend_iter_fn fn, void *ar
     if (rc != CAP_OK) return rc;
     if (!b->iterate) return cap_backend_fail(err, CAP_EBACKEND, "iterate not supported");
     rc = b->iterate(b->ctx, fn, arg, err);
-    /* A callback's own stop value (positive or negative) passes unchanged. */
-    return rc;
+    /* A callback's own stop value passes unchanged; a negative one (the
+     * callback's or the backend's error) is a failure, with its detail. */
+    return rc < 0 ? settle_rc(rc, err) : rc;
 }
 
 /* Version 2 ---------------------------------------------------------------------------------- */
@@ -379,7 +380,8 @@ int cap_backend_root_list(const cap_backend_t *b, cap_backend_root_fn fn, void *
     if (!fn) return cap_backend_fail(err, CAP_EINVAL, "NULL callback");
     int rc = root_entry(b, (const char *)0, err);
     if (rc != CAP_OK) return rc;
-    return b->root_list(b->ctx, fn, arg, err);
+    rc = b->root_list(b->ctx, fn, arg, err);
+    return rc < 0 ? settle_rc(rc, err) : rc; /* as cap_backend_iterate */
 }
 
 void cap_backend_free(cap_backend_t *b)

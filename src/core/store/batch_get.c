@@ -53,7 +53,7 @@ static inline void stage_start(cap_store_t *s, const cap_hash_t *h, look_t *L)
     if (!t)
         return;
     size_t home = slot_index(L->mix, t->log);
-    __builtin_prefetch(&t->tags[home >> 2]);
+    __builtin_prefetch(&t->tags[home >> STORE_TAG_WORD_LOG]);
     __builtin_prefetch(&t->slots[home]);
 }
 
@@ -68,22 +68,26 @@ static inline void stage_tags(look_t *L)
         __builtin_prefetch(&L->t->slots[at]);
 }
 
-/* Stage 3: the candidate's mix (a tag collision probes on, reading slots as
- * blobs.c does), then the fetch of its cap's line. */
-static inline void stage_slot(look_t *L)
+/* Stage 3: the candidate's mix, then the fetch of its cap's line. A tag
+ * that matched by chance (one slot in 128 that a probe passes) moves the
+ * candidate to the next matching tag, whose slot is fetched for another
+ * round of this stage; returns whether the look needs one. */
+static inline bool stage_slot(look_t *L)
 {
     if (L->state != L_PENDING || L->at == SIZE_MAX)
-        return;
+        return false;
     const blob_table_t *t = L->t;
     if (CAP_UNLIKELY(slot_mix(&t->slots[L->at]) != L->mix)) {
         size_t at;
-        PROBE_TAGS(t, L->mix, at, slot_mix(&t->slots[i]) == L->mix);
+        PROBE_TAGS_FROM(t, L->at + 1, L->mix, at, 1);
         L->at = at;
-        if (at == SIZE_MAX)
-            return;
+        if (at != SIZE_MAX)
+            __builtin_prefetch(&t->slots[at]);
+        return at != SIZE_MAX;
     }
     /* Only fetched: the cap is dereferenced inside the read section. */
     __builtin_prefetch(store_slot_cap(&t->slots[L->at]), 1);
+    return false;
 }
 
 /* Stage 4, inside a read section: the key check and the reference of a
@@ -121,8 +125,14 @@ static void probe_window(cap_store_t *s, const cap_hash_t *h, size_t k, look_t *
         stage_start(s, &h[i], &L[i]);
     for (size_t i = 0; i < k; i++)
         stage_tags(&L[i]);
+    bool again = false;
     for (size_t i = 0; i < k; i++)
-        stage_slot(&L[i]);
+        again |= stage_slot(&L[i]);
+    while (again) { /* rare: chance tag matches */
+        again = false;
+        for (size_t i = 0; i < k; i++)
+            again |= stage_slot(&L[i]);
+    }
     _Atomic uint32_t *rd = store_read_enter(s);
     for (size_t i = 0; i < k; i++)
         stage_finish(s, &h[i], &L[i], out ? &out[i] : (cap_t **)0);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The blob table's probe primitives (src/core/store only): where a key's
- * probe starts, its tag, tag words tested four at a time, and a slot's
+ * probe starts, its tag, tag words tested eight at a time, and a slot's
  * fields. Shared by the table itself (blobs.c) and the batched lookups
  * (batch_get.c), which run the same probe in stages. */
 #ifndef CAPSTORE_BLOB_TABLE_H
@@ -13,24 +13,26 @@ static inline size_t slot_index(uint64_t mix, unsigned log)
     return (size_t)((mix << STORE_SHARD_BITS) >> (64u - log));
 }
 
-static inline uint16_t slot_tag(uint64_t mix)
+/* A tag is the full bit and 7 bits of the mix (the low ones: the slot
+ * index takes the high ones). */
+static inline uint8_t slot_tag(uint64_t mix)
 {
-    return (uint16_t)(0x8000u | (mix & 0x7fffu));
+    return (uint8_t)(0x80u | (mix & 0x7fu));
 }
 
-static inline uint16_t tag_at(const blob_table_t *t, size_t i)
+static inline uint8_t tag_at(const blob_table_t *t, size_t i)
 {
     return store_tag_at(t, i);
 }
 
 /* Tags are written under the shard lock only, so read-modify-write of the
  * word is safe; readers load whole words. */
-static inline void set_tag(blob_table_t *t, size_t i, uint16_t v)
+static inline void set_tag(blob_table_t *t, size_t i, uint8_t v)
 {
-    _Atomic uint64_t *w = &t->tags[i >> 2];
-    unsigned sh = (unsigned)(i & 3u) * 16u;
+    _Atomic uint64_t *w = &t->tags[i >> STORE_TAG_WORD_LOG];
+    unsigned sh = (unsigned)(i & (STORE_TAGS_PER_WORD - 1u)) * 8u;
     uint64_t x = atomic_load_explicit(w, memory_order_relaxed);
-    x = (x & ~((uint64_t)0xffff << sh)) | ((uint64_t)v << sh);
+    x = (x & ~((uint64_t)0xff << sh)) | ((uint64_t)v << sh);
     atomic_store_explicit(w, x, memory_order_relaxed);
 }
 
@@ -46,18 +48,24 @@ static inline void slot_set(blob_slot_t *b, uint64_t mix, cap_t *c)
     atomic_store_explicit(&b->cap, c, memory_order_release);
 }
 
-/* Four tags at a time: the high bit of every 16-bit lane of `w` equal to
- * zero (exact: no carry crosses a lane). */
-#define TAG_LOW15 0x7fff7fff7fff7fffull
-#define TAG_HIGH 0x8000800080008000ull
-#define TAG_ONES 0x0001000100010001ull
+/* Eight tags at a time: the high bit of every byte lane of `w` whose value
+ * is zero (exact: no carry crosses a lane). Lanes are bits of a word, not
+ * bytes in memory, so this is the same on any byte order. */
+#define TAG_LOW7 0x7f7f7f7f7f7f7f7full
+#define TAG_HIGH 0x8080808080808080ull
+#define TAG_ONES 0x0101010101010101ull
 static inline uint64_t zero_lanes(uint64_t w)
 {
-    return ~(((w & TAG_LOW15) + TAG_LOW15) | w) & TAG_HIGH;
+    return ~(((w & TAG_LOW7) + TAG_LOW7) | w) & TAG_HIGH;
 }
+/* The lowest lane whose high bit is set in `m` (m != 0, only lane high bits
+ * set): the lowest bit isolated, moved to bit 8 * lane, then a multiply
+ * puts the lane number in the top byte (no count-trailing-zeros, which
+ * some targets take from a runtime library). */
 static inline unsigned low_lane(uint64_t m)
 {
-    return cap_ctz64(m) >> 4;
+    uint64_t b = (m & (0 - m)) >> 7;
+    return (unsigned)((b * 0x0001020304050607ull) >> 56);
 }
 
 /* A probe of `t` for `mix` in probe order: calls `visit(i)` for each slot
@@ -65,12 +73,17 @@ static inline unsigned low_lane(uint64_t m)
  * Returns the index it stopped at, or SIZE_MAX (reached an empty slot).
  * Tables always keep an empty slot (load <= 0.8), so it ends. */
 #define PROBE_TAGS(t, mix, i_out, visit_expr)                                                     \
+    PROBE_TAGS_FROM(t, slot_index((mix), (t)->log), mix, i_out, visit_expr)
+
+/* The same from slot `from` on (a probe resumed after a tag that matched
+ * by chance). */
+#define PROBE_TAGS_FROM(t, from, mix, i_out, visit_expr)                                          \
     do {                                                                                          \
-        size_t nw_ = ((size_t)1 << (t)->log) >> 2;                                               \
-        size_t i0_ = slot_index((mix), (t)->log);                                                 \
-        size_t wi_ = i0_ >> 2;                                                                    \
+        size_t nw_ = ((size_t)1 << (t)->log) >> STORE_TAG_WORD_LOG;                               \
+        size_t i0_ = (from) & (((size_t)1 << (t)->log) - 1);                                      \
+        size_t wi_ = i0_ >> STORE_TAG_WORD_LOG;                                                   \
         uint64_t pat_ = (uint64_t)slot_tag(mix) * TAG_ONES;                                       \
-        uint64_t valid_ = TAG_HIGH & (~(uint64_t)0 << ((i0_ & 3u) * 16u));                        \
+        uint64_t valid_ = TAG_HIGH & (~(uint64_t)0 << ((i0_ & (STORE_TAGS_PER_WORD - 1u)) * 8u)); \
         (i_out) = SIZE_MAX;                                                                       \
         for (;;) {                                                                                \
             uint64_t w_ = atomic_load_explicit(&(t)->tags[wi_], memory_order_relaxed);            \
@@ -80,7 +93,7 @@ static inline unsigned low_lane(uint64_t m)
                 match_ &= (empty_ & (0 - empty_)) - 1;                                            \
             int hit_ = 0;                                                                         \
             while (match_) {                                                                      \
-                size_t i = (wi_ << 2) + low_lane(match_);                                         \
+                size_t i = (wi_ << STORE_TAG_WORD_LOG) + low_lane(match_);                        \
                 if (visit_expr) {                                                                 \
                     (i_out) = i;                                                                  \
                     hit_ = 1;                                                                     \

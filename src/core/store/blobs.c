@@ -11,7 +11,7 @@
 
 static size_t tags_bytes(unsigned log)
 {
-    return sizeof(blob_table_t) + ((size_t)1 << log) * 2u;
+    return sizeof(blob_table_t) + ((size_t)1 << log);
 }
 
 static size_t slots_bytes(unsigned log)
@@ -91,7 +91,7 @@ int store_blob_reserve(const cap_store_t *s, store_shard_t *sh, size_t extra)
     t->log = log;
     t->retired = old;
     size_t n = (size_t)1 << log;
-    for (size_t i = 0; i < (n >> 2); i++)
+    for (size_t i = 0; i < (n >> STORE_TAG_WORD_LOG); i++)
         atomic_init(&t->tags[i], 0);
     for (size_t i = 0; i < n; i++) {
         atomic_init(&t->slots[i].mix, 0);
@@ -175,7 +175,7 @@ void store_blob_prefetch(const cap_store_t *s, uint64_t mix)
     if (!t)
         return;
     size_t i = slot_index(mix, t->log);
-    __builtin_prefetch(&t->tags[i >> 2]);
+    __builtin_prefetch(&t->tags[i >> STORE_TAG_WORD_LOG]);
     __builtin_prefetch(&t->slots[i], 1);
     if (t->meta)
         __builtin_prefetch(&t->meta[i], 1);

@@ -143,10 +143,12 @@ int cap_store_get(cap_store_t *s, const cap_target_t *t, cap_t **out)
 int cap_store_set_instance(cap_store_t *s, cap_ref_t *r, cap_t *cap, cap_err_t *err)
 {
     if (!s || !cap)
-        return CAP_EINVAL;
+        return store_fail(err, CAP_EINVAL, "NULL argument");
     store_entry_t *e = store_entry_of(s, r);
-    if (!e || !store_cap_refs_owned(s, cap))
-        return CAP_EINVAL;
+    if (!e)
+        return store_fail(err, CAP_EINVAL, "no handle, or a handle of another store");
+    if (!store_cap_refs_owned(s, cap))
+        return store_fail(err, CAP_EINVAL, "the cap holds a handle of another store");
     if (!store_is_ready(s)) {
         set_missing(err, e->ref.id);
         return CAP_EINSTANCEMISSING;
@@ -179,10 +181,10 @@ int cap_store_edit_instance(cap_store_t *s, cap_ref_t *r, int (*edit)(cap_t *c, 
                             void *arg, cap_err_t *err)
 {
     if (!s || !edit)
-        return CAP_EINVAL;
+        return store_fail(err, CAP_EINVAL, "NULL argument");
     store_entry_t *e = store_entry_of(s, r);
     if (!e)
-        return CAP_EINVAL;
+        return store_fail(err, CAP_EINVAL, "no handle, or a handle of another store");
     if (!store_is_ready(s)) {
         set_missing(err, e->ref.id);
         return CAP_EINSTANCEMISSING;
@@ -199,13 +201,16 @@ int cap_store_edit_instance(cap_store_t *s, cap_ref_t *r, int (*edit)(cap_t *c, 
         int rc = cap_copy(c, &copy);
         cap_release(c);
         if (rc)
-            return rc;
+            return store_fail(err, rc, "copying the cap");
+        const char *why = "the edit failed";
         rc = edit(copy, arg);
-        if (rc == CAP_OK && !store_cap_refs_owned(s, copy))
+        if (rc == CAP_OK && !store_cap_refs_owned(s, copy)) {
             rc = CAP_EINVAL;
+            why = "the edit put a handle of another store into the cap";
+        }
         if (rc) {
             cap_release(copy);
-            return rc;
+            return rc < 0 ? store_fail(err, rc, why) : rc;
         }
         cap_t *old = (cap_t *)0;
         int state; /* 0 committed, 1 changed meanwhile, 2 gone */

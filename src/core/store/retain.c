@@ -88,8 +88,10 @@ int cap_store_pin(cap_store_t *s, const cap_hash_t *h, cap_err_t *err)
         m->pins++;
     store_unlock(s, sh->lock);
     cap_release(c);
+    if (rc == CAP_EBLOBMISSING)
+        return store_missing(err, h); /* only if the store was closed meanwhile */
     if (rc)
-        return store_fail(err, rc, rc == CAP_EINVAL ? "too many pins" : "blob gone");
+        return store_fail(err, rc, "too many pins");
     return store_fail(err, CAP_OK, (const char *)0);
 }
 

@@ -151,7 +151,7 @@ static int add_node(settle_ctx_t *x, store_entry_t *e, cap_err_t *err)
     if (!rc)
         rc = map_reserve(x);
     if (rc)
-        return rc;
+        return store_fail(err, rc, (const char *)0);
     cap_store_t *s = x->s;
     uint64_t version = 0;
     cap_t *c = store_entry_read(s, e, &version);
@@ -167,7 +167,7 @@ static int add_node(settle_ctx_t *x, store_entry_t *e, cap_err_t *err)
     rc = grow_array(x->a, (void **)&x->kids, &x->kids_cap, sizeof(size_t), x->nk + nk);
     if (rc) {
         cap_release(c);
-        return rc;
+        return store_fail(err, rc, (const char *)0);
     }
     snode_t *nd = &x->nodes[x->n];
     cap_memset(nd, 0, sizeof *nd);
@@ -240,13 +240,15 @@ static int snapshot(settle_ctx_t *x, store_entry_t *root, cap_err_t *err)
         size_t slot = x->nodes[i].kid_off + x->nodes[i].pos - 1;
         store_entry_t *ce = store_entry_of(x->s, r);
         if (!ce)
-            return CAP_EINVAL; /* a handle of another store */
+            return store_fail(err, CAP_EINVAL, "a handle of another store");
         size_t j = map_find(x, ce);
         if (j == SIZE_MAX) {
             j = x->n;
             rc = add_node(x, ce, err);
-        } else if (!x->nodes[j].done) {
-            rc = CAP_ECYCLE; /* j is on the current path */
+        } else if (!x->nodes[j].done) { /* j is on the current path */
+            rc = store_fail(err, CAP_ECYCLE, "a Ref back to an entry on the path");
+            cap_err_add_detail(err, "instance ");
+            cap_err_add_detail_u64(err, ce->ref.id);
         }
         x->kids[slot] = j;
     }
@@ -643,17 +645,17 @@ int store_settle_run(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, boo
                      cap_err_t *err)
 {
     if (!s || !t)
-        return CAP_EINVAL;
+        return store_fail(err, CAP_EINVAL, "NULL argument");
     if (t->kind == CAP_TARGET_HASH) {
         if (out)
             *out = t->hash;
         return CAP_OK;
     }
     if (t->kind != CAP_TARGET_REF)
-        return CAP_EINVAL;
+        return store_fail(err, CAP_EINVAL, "no target");
     store_entry_t *root = store_entry_of(s, t->ref);
     if (!root)
-        return CAP_EINVAL;
+        return store_fail(err, CAP_EINVAL, "no handle, or a handle of another store");
     if (!store_is_ready(s)) {
         if (err) {
             cap_memset(err, 0, sizeof *err);
@@ -668,13 +670,19 @@ int store_settle_run(cap_store_t *s, const cap_target_t *t, cap_hash_t *out, boo
     x.a = s->alloc;
     for (;;) {
         x.checkpoint = checkpoint;
-        int rc = snapshot(&x, root, err);
-        if (rc == CAP_OK)
+        int rc = snapshot(&x, root, err); /* fills err itself */
+        if (rc == CAP_OK) {
             rc = hash_all(&x);
-        if (rc == CAP_OK && checkpoint)
-            rc = store_walk_closure(s, x.n, node_given, &x, err);
-        if (rc == CAP_OK)
-            rc = commit(&x);
+            if (rc == CAP_OK && checkpoint)
+                rc = store_walk_closure(s, x.n, node_given, &x, err); /* fills err itself */
+            else if (rc < 0)
+                store_fail(err, rc, (const char *)0);
+            if (rc == CAP_OK) {
+                rc = commit(&x);
+                if (rc < 0)
+                    store_fail(err, rc, (const char *)0);
+            }
+        }
         if (rc == CAP_OK && out)
             *out = x.nodes[0].hash;
         ctx_reset(&x);

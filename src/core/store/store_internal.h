@@ -93,12 +93,13 @@ typedef struct store_fetch {
     cap_err_t err;
 } store_fetch_t;
 
-/* A shard's blob table: `1 << log` 16-bit tags (0: empty slot, else
- * 0x8000 | 15 bits of the key's mix: a miss almost never matches a tag, so
- * it touches nothing but the tags), four to a word (tag i in bits 16*(i%4)
- * of word i/4, so a probe tests four at a time), in this block; the slots
- * and the metadata in their own blocks. A probe reads the tags (a shard's tags fit
- * a few cache lines) and looks at a slot only on a tag match.
+/* A shard's blob table: `1 << log` 8-bit tags (0: empty slot, else 0x80 |
+ * 7 bits of the key's mix), eight to a word (tag i in bits 8*(i%8) of word
+ * i/8, so a probe tests eight at a time), in this block; the slots and the
+ * metadata in their own blocks. A probe reads the tags and looks at a slot
+ * only on a tag match. A miss touches nothing but the tags (one byte a
+ * slot, so they stay in cache), except for the one slot in about 128 that
+ * its probe passes whose tag matches by chance: the slot's mix rejects it.
  *
  * Lock-free reads: lookups take no lock (blobs.c, probe_lockfree). For that,
  * the tags are atomics, the table is published with a release store, and a
@@ -111,12 +112,14 @@ typedef struct store_fetch {
  * written under the shard lock only; a hit goes from a slot to its cap
  * inside a read section (readers.c), which trim waits out before it
  * releases what it removed. */
+#define STORE_TAG_WORD_LOG 3u
+#define STORE_TAGS_PER_WORD (1u << STORE_TAG_WORD_LOG)
 typedef struct blob_table {
     struct blob_table *retired; /* the table this one replaced (kept for readers) */
     blob_slot_t *slots;         /* 1 << log; kept with the retired tags */
     blob_meta_t *meta;          /* 1 << log; freed as soon as replaced */
     unsigned log;
-    _Atomic uint64_t tags[];    /* (1 << log) / 4 words */
+    _Atomic uint64_t tags[];    /* (1 << log) / STORE_TAGS_PER_WORD words */
 } blob_table_t;
 
 typedef struct store_shard {
@@ -138,10 +141,11 @@ static inline size_t store_table_size(const blob_table_t *t)
 {
     return t ? (size_t)1 << t->log : 0;
 }
-static inline uint16_t store_tag_at(const blob_table_t *t, size_t i)
+static inline uint8_t store_tag_at(const blob_table_t *t, size_t i)
 {
-    uint64_t w = atomic_load_explicit((_Atomic uint64_t *)&t->tags[i >> 2], memory_order_relaxed);
-    return (uint16_t)(w >> ((i & 3u) * 16u));
+    uint64_t w = atomic_load_explicit((_Atomic uint64_t *)&t->tags[i >> STORE_TAG_WORD_LOG],
+                                      memory_order_relaxed);
+    return (uint8_t)(w >> ((i & (STORE_TAGS_PER_WORD - 1u)) * 8u));
 }
 static inline bool store_table_used(const blob_table_t *t, size_t i)
 {
