@@ -300,6 +300,26 @@ static void test_every_function_fails(void)
     plan.kind = CAP_FAULT_NONE;
     cap_fault_backend_set(fault, &plan);
 
+    /* batches, walks, checkpoint, children, and the other backends */
+    cap_t *got1[1] = {NULL};
+    CHECK_EQ_INT(cap_store_get_blobs(s, &missing, 1, got1, codes, &e), CAP_EBLOBMISSING);
+    CHECK(e.has_index && e.index == 0 && e.has_hash);
+    cap_t *unsettled_batch[1] = {unsettled};
+    CHECK_EQ_INT(cap_store_put_caps(s, unsettled_batch, 1, NULL, &e), CAP_EUNSETTLED);
+    CHECK(e.has_index && e.index == 0);
+    CHECK(cap_store_walk(s, &missing, 1, NULL, NULL, NULL, NULL, &e) < 0);
+    CHECK(cap_backend_walk(mem, &missing, 1, NULL, A, NULL, NULL, NULL, &e) < 0);
+    cap_target_t none;
+    memset(&none, 0, sizeof none);
+    CHECK_EQ_INT(cap_store_checkpoint(s, &none, &out, &e), CAP_EINVAL);
+    CHECK_EQ_INT(cap_wire_for_each_child(junk, sizeof junk, NULL, NULL, &e) < 0, 1);
+    CHECK(cap_persist_put_many(mem, batch, NULL, 2, A, NULL, &e) < 0);
+    CHECK(cap_lmdb_check("/nonexistent-capstore-dir/x.lmdb", NULL, NULL, NULL, &e) < 0);
+    cap_backend_t *rb = NULL;
+    CHECK(cap_redis_open("not-a-uri", NULL, &rb, &e) < 0);
+    CHECK(rb == NULL);
+    CHECK(cap_redis_stats(mem, NULL, &e) < 0);
+
     A->deallocate(A->ctx, w2, n2);
     cap_release(d);
     cap_release(t1);

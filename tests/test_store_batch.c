@@ -154,7 +154,8 @@ static void test_put_caps_refused(void)
     size_t before = cap_store_blob_count(s);
     CHECK_EQ_INT(cap_store_put_caps(s, caps, 40, NULL, &err), CAP_EUNSETTLED);
     CHECK_EQ_INT(err.code, CAP_EUNSETTLED);
-    CHECK_EQ_INT(err.offset, 37);
+    CHECK(err.has_index);
+    CHECK_EQ_INT(err.index, 37);
     CHECK(strcmp(err.detail, "caps[37]") == 0);
     CHECK_EQ_INT(cap_store_blob_count(s), before);
     for (int i = 0; i < 40; i++) {
@@ -165,7 +166,8 @@ static void test_put_caps_refused(void)
     /* A NULL cap: CAP_EINVAL naming it. */
     caps[37] = NULL;
     CHECK_EQ_INT(cap_store_put_caps(s, caps, 40, NULL, &err), CAP_EINVAL);
-    CHECK_EQ_INT(err.offset, 37);
+    CHECK(err.has_index);
+    CHECK_EQ_INT(err.index, 37);
     CHECK_EQ_INT(cap_store_blob_count(s), before);
     caps[37] = saved;
     CHECK_EQ_INT(cap_store_put_caps(s, caps, 40, NULL, NULL), CAP_OK);

@@ -69,7 +69,7 @@ _capstore()
         done
         if [ "$have_action" = 0 ]; then
             local actions
-            actions=$(grep -oE 'capstore db [a-z]+' <<<"$usage" | awk '{ print $3 }' | sort -u)
+            actions=$(grep -oE 'capstore db (\[[^]]*\] )*[a-z]+' <<<"$usage" | awk '{ print $NF }' | sort -u)
             mapfile -t COMPREPLY < <(compgen -W "$actions" -- "$cur")
             return
         fi

@@ -58,9 +58,5 @@ int cmd_hash(int argc, char **argv)
         else
             printf("%s  %s\n", hex, argv[i]);
     }
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        cli_error("hash", "error writing standard output");
-        return CLI_EBADINPUT;
-    }
-    return status;
+    return status; /* a write error on standard output: close_stdout at exit */
 }

@@ -62,6 +62,8 @@ typedef struct cap_err {
     uint64_t id;         /**< CAP_EINSTANCEMISSING: the instance id */
     uint64_t expected;   /**< CAP_EPAGESIZE: the page size */
     uint64_t got;        /**< CAP_EPAGESIZE: the length given */
+    bool has_index;      /**< a batch call: `index` names the item the error concerns */
+    uint64_t index;      /**< a batch call: the index of that item in the caller's array */
     bool has_hash;       /**< `hash` names what the error concerns */
     cap_hash_t hash;     /**< a missing blob, a bad record, a mismatch: its hash */
     char detail[CAP_ERR_DETAIL_SIZE]; /**< text the library filled in (a node, a key,

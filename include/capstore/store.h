@@ -192,8 +192,8 @@ int cap_store_put_cap(cap_store_t *s, cap_t *cap, cap_hash_t *out);
  * store's workers when the batch is large) and inserted with each shard's
  * lock taken once. All or nothing: on an error nothing of the batch is
  * published and no cap is frozen by it. CAP_EUNSETTLED if a cap holds a
- * Ref and CAP_EINVAL if one is NULL: err->offset is then the index of the
- * first such cap (also named in err->detail, "caps[i]"). CAP_ENOMEM; with
+ * Ref and CAP_EINVAL if one is NULL: err->index (err->has_index) is then
+ * the index of the first such cap (also named in err->detail, "caps[i]"). CAP_ENOMEM; with
  * CAP_STORE_WRITE_THROUGH, the new blobs are written to the backend in one
  * batch first, and its failure is returned. */
 int cap_store_put_caps(cap_store_t *s, cap_t *const *caps, size_t n, cap_hash_t *hashes_out,

@@ -71,6 +71,10 @@ const char *cap_test_err_broken_rule(int rc, const cap_err_t *e)
         return "expected/got set (or left unset) for a code other than CAP_EPAGESIZE";
     }
     if ((rc == CAP_EIMAGE || rc == CAP_EBACKEND) && !what) return "no reason (what) for this code";
+    unsigned char has_index;
+    memcpy(&has_index, &e->has_index, 1);
+    if (has_index > 1) return "has_index was left unset";
+    if (!has_index && e->index) return "index set without has_index";
     if ((rc == CAP_EBLOBMISSING || rc == CAP_EMISMATCH) && !has_hash) return "no hash for this code";
     return NULL;
 }

@@ -77,7 +77,29 @@
     X(backend_root_delete, (const cap_backend_t *b, const char *name, cap_err_t *err), (b, name, \
       e)) \
     X(backend_root_list, (const cap_backend_t *b, cap_backend_root_fn fn, void *arg, \
-      cap_err_t *err), (b, fn, arg, e))
+      cap_err_t *err), (b, fn, arg, e)) \
+    X(backend_walk, (const cap_backend_t *b, const cap_hash_t *roots, size_t nroots, \
+      const cap_walk_options_t *opt, const cap_alloc_t *a, cap_walk_fn fn, void *arg, \
+      cap_walk_result_t *res, cap_err_t *err), (b, roots, nroots, opt, a, fn, arg, res, e)) \
+    X(lmdb_check, (const char *path, cap_lmdb_check_fn fn, void *arg, \
+      cap_lmdb_check_result_t *res, cap_err_t *err), (path, fn, arg, res, e)) \
+    X(persist_put_many, (const cap_backend_t *b, cap_t *const *caps, const cap_hash_t *hashes, \
+      size_t n, const cap_alloc_t *a, cap_backend_write_result_t *res, cap_err_t *err), (b, caps, \
+      hashes, n, a, res, e)) \
+    X(redis_open, (const char *uri, const cap_redis_options_t *opt, cap_backend_t **out, \
+      cap_err_t *err), (uri, opt, out, e)) \
+    X(redis_stats, (const cap_backend_t *b, cap_redis_stats_t *st, cap_err_t *err), (b, st, e)) \
+    X(store_checkpoint, (cap_store_t *s, const cap_target_t *t, cap_hash_t *out, \
+      cap_err_t *err), (s, t, out, e)) \
+    X(store_get_blobs, (cap_store_t *s, const cap_hash_t *hashes, size_t n, cap_t **out, \
+      int *codes, cap_err_t *err), (s, hashes, n, out, codes, e)) \
+    X(store_put_caps, (cap_store_t *s, cap_t *const *caps, size_t n, cap_hash_t *hashes_out, \
+      cap_err_t *err), (s, caps, n, hashes_out, e)) \
+    X(store_walk, (cap_store_t *s, const cap_hash_t *roots, size_t nroots, \
+      const cap_walk_options_t *opt, cap_walk_fn fn, void *arg, cap_walk_result_t *res, \
+      cap_err_t *err), (s, roots, nroots, opt, fn, arg, res, e)) \
+    X(wire_for_each_child, (const uint8_t *b, size_t n, cap_child_fn fn, void *arg, \
+      cap_err_t *err), (b, n, fn, arg, e))
 
 #define CAP_TEST_UNPAREN(...) __VA_ARGS__
 #define CAP_TEST_ERR_DECLARE(name, params, args) \
@@ -128,6 +150,16 @@ unsigned long cap_test_err_failures(size_t i);
 #define cap_backend_root_set(...) cap_test_backend_root_set(__FILE__, __LINE__, __VA_ARGS__)
 #define cap_backend_root_delete(...) cap_test_backend_root_delete(__FILE__, __LINE__, __VA_ARGS__)
 #define cap_backend_root_list(...) cap_test_backend_root_list(__FILE__, __LINE__, __VA_ARGS__)
+#define cap_backend_walk(...) cap_test_backend_walk(__FILE__, __LINE__, __VA_ARGS__)
+#define cap_lmdb_check(...) cap_test_lmdb_check(__FILE__, __LINE__, __VA_ARGS__)
+#define cap_persist_put_many(...) cap_test_persist_put_many(__FILE__, __LINE__, __VA_ARGS__)
+#define cap_redis_open(...) cap_test_redis_open(__FILE__, __LINE__, __VA_ARGS__)
+#define cap_redis_stats(...) cap_test_redis_stats(__FILE__, __LINE__, __VA_ARGS__)
+#define cap_store_checkpoint(...) cap_test_store_checkpoint(__FILE__, __LINE__, __VA_ARGS__)
+#define cap_store_get_blobs(...) cap_test_store_get_blobs(__FILE__, __LINE__, __VA_ARGS__)
+#define cap_store_put_caps(...) cap_test_store_put_caps(__FILE__, __LINE__, __VA_ARGS__)
+#define cap_store_walk(...) cap_test_store_walk(__FILE__, __LINE__, __VA_ARGS__)
+#define cap_wire_for_each_child(...) cap_test_wire_for_each_child(__FILE__, __LINE__, __VA_ARGS__)
 #endif
 
 #endif

@@ -157,6 +157,8 @@ void store_batch_fail(store_batch_err_t *b, size_t i, int code, const cap_err_t 
         cap_err_set(b->err, code, (const char *)0);
         cap_err_set_hash(b->err, h);
     }
+    b->err->has_index = true; /* which item of the caller's array */
+    b->err->index = i;
 }
 
 static void set_code(int *codes, size_t i, int code)

@@ -234,7 +234,8 @@ static int fail_at(cap_err_t *err, int code, const char *what, size_t i)
 {
     if (err) {
         cap_err_set(err, code, what);
-        err->offset = i;
+        err->has_index = true;
+        err->index = i;
         cap_err_add_detail(err, "caps[");
         cap_err_add_detail_u64(err, i);
         cap_err_add_detail(err, "]");
