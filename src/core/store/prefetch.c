@@ -149,6 +149,10 @@ int cap_store_prefetch(cap_store_t *s, const cap_hash_t *root, cap_err_t *err)
         /* The whole level at once: memory first, the misses to the
          * backends together, verified and published. */
         rc = cap_store_get_blobs(s, cur.v, cur.n, out, codes, err);
+        if (rc != CAP_OK && err) { /* a place in our level: nothing to the caller */
+            err->has_index = false;
+            err->index = 0;
+        }
         p.next.n = 0;
         for (size_t i = 0; i < cur.n; i++) {
             if (rc == CAP_OK && out[i]) {
