@@ -20,6 +20,7 @@
 #include "../tools/cmd_db.c"
 #include "../tools/cmd_db_check.c"
 #include "../tools/db_guard.c"
+#include "../tools/db_redis.c"
 
 #include "capstore/capstore.h"
 #include "check.h"

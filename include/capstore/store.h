@@ -348,6 +348,20 @@ int cap_store_walk(cap_store_t *s, const cap_hash_t *roots, size_t nroots,
                    const cap_walk_options_t *opt, cap_walk_fn fn, void *arg,
                    cap_walk_result_t *res, cap_err_t *err);
 
+/** Bring the settled graph of `root` into memory, a level at a time: the
+ * root, then all its children, then all of theirs, each level one
+ * cap_store_get_blobs call (memory first; the misses to the backends
+ * together, one read_many per backend, verified and published as clean
+ * blobs). A remote backend is thus asked a number of times that grows with
+ * the graph's depth, not its size (docs/redis.md). A child shared by
+ * several caps is fetched once. CAP_OK when every cap of the graph is in
+ * memory (a budget may drop some again at the next trim: pin what must
+ * stay); else the first failure of the level that failed, as
+ * cap_store_get_blobs gives it (CAP_EBLOBMISSING, CAP_EMISMATCH,
+ * CAP_EDECODE, CAP_EBACKEND: err->hash names the blob), with what earlier
+ * levels fetched kept; CAP_ENOMEM; CAP_EINVAL for NULL arguments. */
+int cap_store_prefetch(cap_store_t *s, const cap_hash_t *root, cap_err_t *err);
+
 /* Blob retention ----------------------------------------------------------------------------- */
 
 /** Pin a blob (counted: n pins need n unpins). A pinned blob is never dropped

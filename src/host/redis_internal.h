@@ -164,9 +164,4 @@ int redis_roots_key(const redis_t *r, char **key, size_t *len);
  * (err->hash names the blob). Reads level by level in batches. */
 int redis_check_closure(redis_t *r, const cap_hash_t *roots, size_t nroots, cap_err_t *err);
 
-/* The Hash targets a cap names (its children): CNode slots, an Instance's
- * root cnode and non-zero image hash, an Image's pinned and initial
- * entries. Calls fn for each; stops and returns what fn returns if not 0. */
-int redis_cap_children(const cap_t *c, int (*fn)(void *arg, const cap_hash_t *h), void *arg);
-
 #endif
