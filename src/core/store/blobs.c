@@ -393,7 +393,7 @@ static __attribute__((noinline)) int probe_filter_first(cap_store_t *s, store_sh
  * they miss, the miss filter is asked first (a line of an array half the
  * size of the tags) and nothing is fetched ahead (probe_filter_first, which
  * callers pick with probe_any). Asking the filter on every lookup cost hits
- * 7-10% (one more line to wait for before the read section's atomic);
+ * 12-14% (one more line to wait for before the read section's atomic);
  * fetching the slot ahead costs a miss the slot line. */
 static inline __attribute__((always_inline)) int probe_lockfree(cap_store_t *s, store_shard_t *sh,
                                                                  const cap_hash_t *h, uint64_t mix,
@@ -418,9 +418,8 @@ static inline __attribute__((always_inline)) int probe_lockfree(cap_store_t *s, 
     return PROBE_ABSENT;
 }
 
-/* The probe the store's miss_mode picks. The mode is read before anything
- * else of the lookup, so that the probe of hits keeps its code: read in its
- * middle, the branch to an out-of-line probe cost hits about 10%. */
+/* The probe the store's miss_mode picks (read first, so that the probe of
+ * hits keeps its code and registers). */
 static inline __attribute__((always_inline)) int probe_any(cap_store_t *s, store_shard_t *sh,
                                                             const cap_hash_t *h, uint64_t mix,
                                                             cap_t **out)
