@@ -783,6 +783,7 @@ int cap_redis_open(const char *uri, const cap_redis_options_t *opt, cap_backend_
      * replica, else 0 (a lone server has none to wait for). */
     if (o.wait_replicas == CAP_REDIS_NO_WAIT) r->wait_replicas = 0;
     else if (o.wait_replicas > 0) r->wait_replicas = o.wait_replicas;
+    else if (r->uri.wait >= 0) r->wait_replicas = r->uri.wait;
     else r->wait_replicas = r->cluster && replicated ? 1 : 0;
 
     cap_backend_t t = CAP_BACKEND_INIT;
