@@ -58,6 +58,16 @@ grep_out "^bad 7878787878787878787878787878787878787878787878787878787878787878:
 grep_out "^4 blobs checked, 1 bad$"
 redis-cli -p "$PORT" del "$KEY" >/dev/null
 
+# The demo on the tier, with its second host (another process).
+run 0 "$CAPSTORE" demo --db "redis://127.0.0.1:$PORT/?prefix=demo:" --dot demo.dot
+grep_out "backed by the Redis tier"
+grep_out "^10. host 2 .*one cap_store_prefetch of root 12930516"
+grep_out "10 caps in memory, verified"
+grep_out "^11. host 1 .*fetched host 2's root"
+# Run again: everything is already there.
+run 0 "$CAPSTORE" demo --db "redis://127.0.0.1:$PORT/?prefix=demo:" --dot demo.dot
+grep_out "(0 new)"
+
 # A password in the URI: refused, never echoed.
 run 1 "$CAPSTORE" db stats --db "redis://u:Sekr1t-pw@127.0.0.1:$PORT"
 grep_err "CAPSTORE_REDIS_PASSWORD"

@@ -37,6 +37,7 @@ typedef struct redis_uri {
     char user[REDIS_HOST_MAX]; /* "" when none */
     char *prefix;              /* malloc'd, percent-decoded; NULL when not given */
     size_t prefix_len;
+    int wait;                  /* ?wait=K: K >= 0; -1 when not given */
 } redis_uri_t;
 
 /* Parse `uri`. CAP_OK, or CAP_EINVAL with err->what (and the offending
