@@ -176,6 +176,7 @@ static void test_put_caps_refused(void)
     CHECK_EQ_INT(cap_store_put_caps(NULL, caps, 1, NULL, NULL), CAP_EINVAL);
     release_all(caps, 40);
     cap_release(holder);
+    cap_release(inner); /* the store holds its own reference */
     cap_ref_release(ref);
     cap_store_free(s);
 }
