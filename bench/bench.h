@@ -65,6 +65,8 @@ typedef struct bench_opts {
     int reps;         /* --reps: passes over the selection, medians printed */
     const char *scratch; /* folder for the persistence workloads' databases: that of
                             the database --db, CAPSTORE_DB or the default names */
+    const char *remote;  /* that database when it is a redis:// URI (the remote
+                            workloads run only then), else NULL */
 } bench_opts_t;
 
 /* Print one result line (or JSON object) on stdout. */

@@ -9,6 +9,7 @@
 #include "bench.h"
 #include "bench_life.h"
 #include "bench_persist.h"
+#include "bench_remote.h"
 #include "capstore/host.h"
 #include "cli.h"
 
@@ -35,6 +36,11 @@ static const bench_workload_t workloads[] = {
     {"gc_collect", bench_gc_collect}, /* bench_life.c: with their raw baselines */
     {"export", bench_export},
     {"import", bench_import},
+    {"remote_put", bench_remote_put},
+    {"remote_get_raw", bench_remote_get_raw},
+    {"remote_get_cold", bench_remote_get_cold},
+    {"redis_set", bench_redis_set},
+    {"redis_get", bench_redis_get},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
@@ -151,7 +157,11 @@ static void usage(FILE *f)
                "  --db PATH      the persistence workloads write scratch databases in a\n"
                "                 temporary folder beside PATH (else $CAPSTORE_DB, else\n"
                "                 ./capstore.lmdb), so that they time its disk; PATH itself\n"
-               "                 is never opened, and the folder is removed after\n\n"
+               "                 is never opened, and the folder is removed after. A\n"
+               "                 redis://HOST:PORT URI instead runs the remote workloads\n"
+               "                 on that Redis server or cluster, with redis-benchmark's\n"
+               "                 SET and GET beside them (docs/redis.md); without one\n"
+               "                 they are left out\n\n"
                "Workloads:",
             usage_line, MAX_REPS);
     workload_list(f);
@@ -208,6 +218,11 @@ static int check_only(const char *only)
     }
 }
 
+static bool is_remote(const char *name)
+{
+    return strncmp(name, "remote_", 7) == 0 || strncmp(name, "redis_", 6) == 0;
+}
+
 static int run(const bench_opts_t *o, const char *only)
 {
     cap_sha256_select_from_env();
@@ -215,6 +230,8 @@ static int run(const bench_opts_t *o, const char *only)
     for (int rep = 0; rep < o->reps && status == 0; rep++) {
         for (size_t i = 0; i < NWORKLOADS; i++) {
             if (!selected(only, workloads[i].name)) continue;
+            /* The remote ones need a tier: --db redis://... */
+            if (!o->remote && !only && is_remote(workloads[i].name)) continue;
             if (o->progress)
                 fprintf(stderr, "bench: %s (n=%llu, pass %d of %d)...\n", workloads[i].name,
                         (unsigned long long)o->n, rep + 1, o->reps);
@@ -257,8 +274,15 @@ int bench_main(int argc, char **argv)
                                opts[2].value);
     o.reps = (int)reps;
     o.json = opts[3].seen;
+    /* A Redis tier runs the remote workloads; the persist ones still use a
+     * scratch folder, the current one. */
+    const char *named = cli_db_path(opts[4].seen ? opts[4].value : NULL);
+    if (strncmp(named, "redis://", 8) == 0) {
+        o.remote = named;
+        named = CLI_DB_DEFAULT;
+    }
     /* The scratch folder: that of the database the one rule names. */
-    char *db = strdup(cli_db_path(opts[4].seen ? opts[4].value : NULL));
+    char *db = strdup(named);
     if (!db) {
         fprintf(stderr, "capstore bench: out of memory\n");
         return 1;

@@ -2,7 +2,8 @@
 /* libFuzzer target: the store under sequences of operations the input picks
  * (puts, promotes, copy-on-write edits, set_instance with Refs that may form
  * cycles, releases, bounded and full sweeps, settles, edits that fail, and
- * with a memory backend attached: flushes, trims under a small budget, pins).
+ * with a memory backend attached: flushes, trims under a small budget, pins;
+ * batched puts, lookups and membership checks, against the single calls).
  *
  * The store runs with CAP_STORE_VERIFY, so every blob must hash to its key.
  * Checked after every operation (abort() on a violation):
@@ -181,7 +182,7 @@ static int edit_cb(cap_t *c, void *arg)
 static void step(world_t *w, input_t *in)
 {
     cap_store_t *s = w->s;
-    unsigned op = next(in) % 17, a = next(in), b = next(in);
+    unsigned op = next(in) % 20, a = next(in), b = next(in);
     size_t blobs = cap_store_blob_count(s), insts = cap_store_instance_count(s);
     int rc = CAP_OK;
     switch (op) {
@@ -360,6 +361,71 @@ static void step(world_t *w, input_t *in)
         const cap_hash_t *h = &w->published[a % k];
         if (cap_store_pin(s, h, NULL) != CAP_OK) violated("pin of a published blob failed");
         w->pinned[w->npinned++] = *h;
+        break;
+    }
+    case 17: { /* put_caps of a few caps (some may hold Refs: then nothing goes in) */
+        cap_t *caps[4];
+        cap_hash_t hs[4];
+        bool was[4];
+        unsigned n = 1 + a % 4, unsettled = 4;
+        for (unsigned i = 0; i < n; i++) {
+            caps[i] = (b >> i) & 1 && i ? cap_retain(caps[i - 1]) : make_cnode(w, in);
+            if (!caps[i]) violated("building a cap failed");
+            if (cap_hash(caps[i], &hs[i]) != CAP_OK) {
+                if (unsettled == 4) unsettled = i;
+            } else {
+                was[i] = cap_store_contains_blob(s, &hs[i]);
+            }
+        }
+        cap_hash_t got[4];
+        cap_err_t err;
+        rc = cap_store_put_caps(s, caps, n, got, &err);
+        if (unsettled < 4) {
+            if (rc != CAP_EUNSETTLED || err.offset != unsettled) violated("put_caps did not name the unsettled cap");
+            for (unsigned i = 0; i < n; i++)
+                if (i != unsettled && cap_hash(caps[i], &hs[i]) == CAP_OK && !was[i] &&
+                    cap_store_contains_blob(s, &hs[i]))
+                    violated("a refused put_caps published a cap");
+        } else if (rc != CAP_OK) {
+            violated("put_caps failed unexpectedly");
+        } else {
+            for (unsigned i = 0; i < n; i++) {
+                if (memcmp(got[i].bytes, hs[i].bytes, 32) != 0) violated("put_caps gave a wrong hash");
+                /* Stored; a trim that a later cap's insert set off may have
+                 * dropped it from memory again (as n put_cap calls would). */
+                if (cap_store_exists(s, &hs[i], NULL) != CAP_OK) violated("put_caps did not store a blob");
+                if (!cap_is_frozen(caps[i])) violated("put_caps left a cap unfrozen");
+                note_published(w, &hs[i]);
+                w->hash[(b + i) % HASHES] = hs[i];
+            }
+        }
+        for (unsigned i = 0; i < n; i++) cap_release(caps[i]);
+        break;
+    }
+    case 18: { /* get_blobs and contains_blobs of the hash pool, duplicates included */
+        cap_hash_t q[HASHES + 2];
+        for (unsigned i = 0; i < HASHES; i++) q[i] = w->hash[(a + i) % HASHES];
+        q[HASHES] = q[b % HASHES];
+        q[HASHES + 1] = q[(b >> 3) % HASHES];
+        cap_t *out[HASHES + 2];
+        int codes[HASHES + 2];
+        uint8_t bits[2];
+        if (cap_store_contains_blobs(s, q, HASHES + 2, bits) != CAP_OK) violated("contains_blobs failed");
+        for (unsigned i = 0; i < HASHES + 2; i++)
+            if (((bits[i / 8] >> (i % 8)) & 1u) != cap_store_contains_blob(s, &q[i]))
+                violated("contains_blobs disagrees with contains_blob");
+        cap_store_get_blobs(s, q, HASHES + 2, out, codes, NULL);
+        for (unsigned i = 0; i < HASHES + 2; i++) {
+            cap_t *one = NULL;
+            int single = cap_store_get_blob(s, &q[i], &one);
+            if (codes[i] != single && codes[i] != CAP_ENOMEM && single != CAP_ENOMEM)
+                violated("get_blobs disagrees with get_blob");
+            if (codes[i] == CAP_OK && single == CAP_OK && out[i] != one)
+                violated("get_blobs gave another cap than get_blob");
+            if ((codes[i] == CAP_OK) != (out[i] != NULL)) violated("get_blobs' code and cap disagree");
+            cap_release(one);
+            cap_release(out[i]);
+        }
         break;
     }
     default: { /* unpin */

@@ -7,14 +7,19 @@ H1=1111111111111111111111111111111111111111111111111111111111111111
 Z=0000000000000000000000000000000000000000000000000000000000000000
 
 # --- happy path: encode(decode(x)) == x for every positive vector
+# (perl, part of every Debian system, turns the hex into files in one pass:
+# bash's printf takes seconds on a 64 KiB page.)
 count=0
-while read -r name hash hex; do
+mkdir -p wire
+perl -ne 'next if /^#/ || /^\s*$/; my ($n, $h, $x) = split; next if $h eq "reject";
+          open(my $f, ">", "wire/$n.bin") or die; print $f ($x eq "-" ? "" : pack("H*", $x))' "$VECTORS" ||
+    fail "cannot write the vectors' wire files"
+while read -r name hash _; do
     case "$name" in '#'* | '') continue ;; esac
     [ "$hash" = reject ] && continue
-    if [ "$hex" = - ]; then : >x.bin; else printf "$(sed 's/../\\x&/g' <<<"$hex")" >x.bin; fi
-    "$CAPSTORE" decode x.bin >x.json 2>err || { fail "decode $name: $(cat err)"; continue; }
+    "$CAPSTORE" decode "wire/$name.bin" >x.json 2>err || { fail "decode $name: $(cat err)"; continue; }
     "$CAPSTORE" encode x.json >y.bin 2>err || { fail "encode $name: $(cat err)"; continue; }
-    cmp -s x.bin y.bin || fail "round trip of $name is not byte-identical"
+    cmp -s "wire/$name.bin" y.bin || fail "round trip of $name is not byte-identical"
     count=$((count + 1))
 done <"$VECTORS"
 [ "$count" -ge 300 ] || fail "only $count vectors round-tripped"

@@ -309,6 +309,8 @@ static void test_every_function_fails(void)
     CHECK_EQ_INT(cap_store_put_caps(s, unsettled_batch, 1, NULL, &e), CAP_EUNSETTLED);
     CHECK(e.has_index && e.index == 0);
     CHECK(cap_store_walk(s, &missing, 1, NULL, NULL, NULL, NULL, &e) < 0);
+    CHECK_EQ_INT(cap_store_prefetch(s, &missing, &e), CAP_EBLOBMISSING);
+    CHECK(e.has_hash && !e.has_index);
     CHECK(cap_backend_walk(mem, &missing, 1, NULL, A, NULL, NULL, NULL, &e) < 0);
     cap_target_t none;
     memset(&none, 0, sizeof none);

@@ -64,7 +64,9 @@ static void test_uri(void)
     CHECK(u.user[0] == 0);
     redis_uri_free(&u);
 
-    CHECK_EQ_INT(parse_ok("redis://alice@h1:1,h2,[::1]:3/?prefix=a%2Fb%7Bx%7D", &u), CAP_OK);
+    CHECK_EQ_INT(u.wait, -1);
+    CHECK_EQ_INT(parse_ok("redis://alice@h1:1,h2,[::1]:3/?prefix=a%2Fb%7Bx%7D&wait=2", &u), CAP_OK);
+    CHECK_EQ_INT(u.wait, 2);
     CHECK_EQ_INT(u.nseeds, 3);
     CHECK(strcmp(u.user, "alice") == 0);
     CHECK(strcmp(u.seeds[0].host, "h1") == 0 && u.seeds[0].port == 1);
@@ -84,7 +86,8 @@ static void test_uri(void)
         "http://h:1",           "redis://",          "redis://:1",        "redis://h:",
         "redis://h:0",          "redis://h:65536",   "redis://h:12x",     "redis://h:1,",
         "redis://h:1/0",        "redis://h:1/?db=2", "redis://@h:1",      "redis://[::1:5",
-        "redis://h:1/?prefix=%zz", "redis://h:1/?prefix=a&prefix=b",
+        "redis://h:1/?prefix=%zz", "redis://h:1/?prefix=a&prefix=b", "redis://h:1/?wait=",
+        "redis://h:1/?wait=x",     "redis://h:1/?wait=1&wait=1",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cap_err_t e;

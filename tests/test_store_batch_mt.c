@@ -14,11 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "capstore/host.h"
 #include "capstore/persist.h"
 #include "capstore/store.h"
 #include "check.h"
+#include "test_alloc.h"
 #include "test_caps.h"
 #include "test_rng.h"
 
@@ -36,6 +38,7 @@ typedef struct hits {
 static void bump(void *p, size_t i)
 {
     hits_t *h = p;
+    if (i % 97 == 3) usleep(2000); /* a slow call: run must wait for it */
     atomic_fetch_add(&h->count[i], 1);
     if (h->nest && i % 50 == 0) { /* a run from inside a run: inline */
         _Atomic int inner[8];
@@ -152,9 +155,12 @@ static void free_graph(graph_t *g)
     cap_ref_release(g->root);
 }
 
+static test_alloc_t ta; /* the stores' allocator: nothing may be left */
+
 static cap_store_t *store_with(const cap_workers_t *w)
 {
     cap_store_options_t o = cap_store_options_host();
+    o.alloc = &ta.alloc;
     o.workers = w;
     cap_store_t *s = NULL;
     CHECK_EQ_INT(cap_store_new(&s, &o), CAP_OK);
@@ -335,10 +341,12 @@ static void *put_or_read(void *p)
     for (int round = 0; round < 60; round++) {
         cap_t *caps[20];
         cap_hash_t h[20];
+        pthread_mutex_lock(&check_mu); /* CHECK counts */
         for (int i = 0; i < 20; i++) {
             CHECK_EQ_INT(cap_cnode_new(&caps[i], cap_alloc_libc(), 4), CAP_OK);
             test_set_hash_of(caps[i], (uint32_t)test_rng_below(&r, 16), (unsigned)test_rng_below(&r, 400));
         }
+        pthread_mutex_unlock(&check_mu);
         if (u->writer) {
             int rc = cap_store_put_caps(u->s, caps, 20, h, NULL);
             pthread_mutex_lock(&check_mu);
@@ -388,9 +396,11 @@ static void test_put_caps_concurrent(void)
 
 int main(void)
 {
+    test_alloc_init(&ta);
     test_pool();
     test_settle_parallel();
     test_get_blobs_single_flight();
     test_put_caps_concurrent();
+    CHECK(test_alloc_clean(&ta)); /* every entry and table freed: no reference leaked */
     return check_done("test_store_batch_mt");
 }

@@ -16,6 +16,7 @@
 #include "cmd_db.h"
 #include "db_guard.h"
 #include "db_resolve.h"
+#include "db_redis.h"
 
 static const char usage[] =
     "capstore db [--db PATH] stats [--json] | get [--raw] HASH | put FILE... | check | ls | roots | root ... |\n"
@@ -37,7 +38,11 @@ static void help(void)
            "The LMDB blob database: blobs keyed by cap hash, stored in the wire form.\n"
            "The database is the file given by --db PATH (before or after the action),\n"
            "else the CAPSTORE_DB environment variable, else %s. It is a single\n"
-           "file, with PATH-lock beside it. Other arguments are always hashes or files.\n\n"
+           "file, with PATH-lock beside it. Other arguments are always hashes or files.\n"
+           "A redis://[user@]host:port[,host:port...][/?prefix=P] URI instead names a\n"
+           "Redis server or cluster (docs/redis.md; the password comes from\n"
+           "CAPSTORE_REDIS_PASSWORD): stats counts its blobs and roots, check re-hashes\n"
+           "every blob and walks every root's graph.\n\n"
            "  stats  blob count, total bytes of the stored blobs, map size, file usage\n"
            "         (--json: one JSON object)\n"
            "  get    the wire bytes stored under HASH on standard output\n"
@@ -76,6 +81,7 @@ int db_error(const char *sub, const char *path, int rc, const cap_err_t *e)
 int db_open(const char *sub, const char *path, bool create, cap_backend_t **out)
 {
     *out = NULL;
+    if (db_is_redis(path)) return db_redis_open(sub, path, create, out);
     struct stat sb;
     if (!create && stat(path, &sb) != 0 && errno == ENOENT) {
         cli_error(sub, "no database at %s", path);
@@ -111,6 +117,7 @@ static void json_string(const char *s)
 
 static int db_stats(const char *path, bool json)
 {
+    if (db_is_redis(path)) return db_redis_stats(path, json);
     cap_backend_t *db;
     int rc = db_open("db stats", path, false, &db);
     if (rc != CLI_OK) return rc;

@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "cmd_db.h"
 #include "db_guard.h"
+#include "db_redis.h"
 
 #define CHILD_FAULT 70 /* the child's status after a fault it caught */
 
@@ -107,6 +108,7 @@ static int child(const char *path)
 
 int db_check(const char *path)
 {
+    if (db_is_redis(path)) return db_redis_check(path);
     struct stat sb;
     if (stat(path, &sb) != 0 && errno == ENOENT) {
         cli_error("db check", "no database at %s", path);

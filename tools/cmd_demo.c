@@ -18,6 +18,8 @@
 #include "capstore/persist.h"
 #include "cli.h"
 #include "db_guard.h"
+#include "db_redis.h"
+#include "demo_remote.h"
 
 extern char **environ;
 
@@ -39,6 +41,9 @@ static void help(void)
            "  7. flush    write the blobs to the backend in one transaction\n"
            "  8. reopen   a fresh store on the same backend fetches the root by hash\n"
            "  9. dot      write the final cap graph as DOT (and PNG)\n\n"
+           "On a Redis tier (--db redis://HOST:PORT, docs/redis.md) a second process, a\n"
+           "second host, then fetches the checkpointed graph with one prefetch, runs the\n"
+           "processes a step and checkpoints them; the first fetches its root back.\n\n"
            "The store persists to an LMDB database file: --db PATH, else the file the\n"
            "CAPSTORE_DB environment variable names, else %s in the current folder\n"
            "(created when missing; a second run finds the blobs already there).\n\n"
@@ -133,6 +138,12 @@ static int backend_blobs(demo_t *d, uint64_t *out)
         *out = cap_mem_backend_count(d->db);
         return CAP_OK;
     }
+    if (db_is_redis(d->db_path)) {
+        cap_redis_stats_t rs;
+        int rrc = cap_redis_stats(d->db, &rs, &d->err);
+        if (rrc == CAP_OK) *out = rs.blobs;
+        return rrc;
+    }
     cap_lmdb_stats_t st;
     int rc = cap_lmdb_stats(d->db, &st, &d->err);
     if (rc == CAP_OK) *out = st.blobs;
@@ -142,6 +153,7 @@ static int backend_blobs(demo_t *d, uint64_t *out)
 static int open_backend(demo_t *d)
 {
     if (!d->db_path) return cap_mem_backend_new(d->a, &d->db);
+    if (db_is_redis(d->db_path)) return cap_redis_open(d->db_path, NULL, &d->db, &d->err);
     db_guard_arm(d->db_path); /* a damaged file ends the demo with a message, not a signal */
     return cap_lmdb_open(d->db_path, NULL, &d->db, &d->err);
 }
@@ -430,8 +442,9 @@ static int step_flush(demo_t *d)
     size_t nroots = cap_backend_has_roots(d->db) ? 1 : 0;
     TRY("cap_store_flush_roots", cap_store_flush_roots(d->s, &root, nroots, &written, &d->err));
     TRY("backend statistics", backend_blobs(d, &after));
-    printf(" 7. flush    %zu blobs written to %s in one transaction; it holds %llu blobs (%llu new)\n", written,
-           d->where, (unsigned long long)after, (unsigned long long)(after - d->file_blobs_before));
+    printf(" 7. flush    %zu blobs written to %s in one %s; it holds %llu blobs (%llu new)\n", written, d->where,
+           d->db_path && db_is_redis(d->db_path) ? "pipelined batch per master" : "transaction",
+           (unsigned long long)after, (unsigned long long)(after - d->file_blobs_before));
     char hex[65];
     cli_hex(hex, d->h_root.bytes, 32);
     printf("             root %s%s\n", hex, nroots ? ", recorded as the root demo (capstore db roots)" : "");
@@ -638,7 +651,10 @@ int cmd_demo(int argc, char **argv)
         status = demo_fail(d, "cap_store_add_backend", rc);
         goto out;
     }
-    if (d->db_path)
+    if (d->db_path && db_is_redis(d->db_path))
+        printf("capstore demo: a kernel-like session on a store backed by the Redis tier %s (%llu blobs in it)\n",
+               d->db_path, (unsigned long long)d->file_blobs_before);
+    else if (d->db_path)
         printf("capstore demo: a kernel-like session on a store backed by the LMDB file %s (%s)\n", d->db_path,
                existed ? "it holds blobs from earlier runs" : "new file");
     else
@@ -655,6 +671,9 @@ int cmd_demo(int argc, char **argv)
     if ((status = step_flush(d)) != CLI_OK) goto out;
     if ((status = step_reopen(d)) != CLI_OK) goto out;
     status = step_dot(d, dot_file, opts[2].seen ? opts[2].value : png, opts[2].seen);
+    /* On a shared tier, a second host picks the graph up (demo_remote.c). */
+    if (status == CLI_OK && d->db_path && db_is_redis(d->db_path))
+        status = demo_second_host(d->db_path, &d->h_root, &d->h_snap1, &d->h_snap2);
 out:
     demo_free(d);
     free(png);

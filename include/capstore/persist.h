@@ -365,8 +365,9 @@ typedef struct cap_redis_options {
     {sizeof(cap_redis_options_t), 0u, (const char *)0, (const char *)0, 0u, 0u, 0u, 0, 0u, 0}
 
 /** Open a Redis server or Redis Cluster as a backend. `uri` is
- * redis://[user@]host[:port][,host[:port]...][/][?prefix=P] (port 6379 by
- * default; P percent-decoded): the hosts are seeds, any one of which tells
+ * redis://[user@]host[:port][,host[:port]...][/][?prefix=P][&wait=K] (port
+ * 6379 by default; P percent-decoded; K as wait_replicas, 0 for none, when
+ * the options leave it 0): the hosts are seeds, any one of which tells
  * the cluster's slot map (a server without cluster mode is used alone). A
  * password in the URI is refused: it would show in the process list.
  * Blobs are keys P + the 32 raw hash bytes holding the wire bytes, named

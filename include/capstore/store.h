@@ -191,9 +191,11 @@ int cap_store_put_cap(cap_store_t *s, cap_t *cap, cap_hash_t *out);
  * side by side (a tree level of every CNode per SHA-256 batch, on the
  * store's workers when the batch is large) and inserted with each shard's
  * lock taken once. All or nothing: on an error nothing of the batch is
- * published and no cap is frozen by it. CAP_EUNSETTLED if a cap holds a
- * Ref and CAP_EINVAL if one is NULL: err->index (err->has_index) is then
- * the index of the first such cap (also named in err->detail, "caps[i]"). CAP_ENOMEM; with
+ * published (caps may have been frozen, as a failed put_cap may leave one,
+ * unless the error is one of the argument checks or a write-through
+ * failure, which come first). CAP_EUNSETTLED if a cap holds a Ref and
+ * CAP_EINVAL if one is NULL: err->index (err->has_index) is then the index
+ * of the first such cap (also named in err->detail, "caps[i]"). CAP_ENOMEM; with
  * CAP_STORE_WRITE_THROUGH, the new blobs are written to the backend in one
  * batch first, and its failure is returned. */
 int cap_store_put_caps(cap_store_t *s, cap_t *const *caps, size_t n, cap_hash_t *hashes_out,
@@ -363,6 +365,20 @@ int cap_store_flush_roots(cap_store_t *s, const cap_backend_root_t *roots, size_
 int cap_store_walk(cap_store_t *s, const cap_hash_t *roots, size_t nroots,
                    const cap_walk_options_t *opt, cap_walk_fn fn, void *arg,
                    cap_walk_result_t *res, cap_err_t *err);
+
+/** Bring the settled graph of `root` into memory, a level at a time: the
+ * root, then all its children, then all of theirs, each level one
+ * cap_store_get_blobs call (memory first; the misses to the backends
+ * together, one read_many per backend, verified and published as clean
+ * blobs). A remote backend is thus asked a number of times that grows with
+ * the graph's depth, not its size (docs/redis.md). A child shared by
+ * several caps is fetched once. CAP_OK when every cap of the graph is in
+ * memory (a budget may drop some again at the next trim: pin what must
+ * stay); else the first failure of the level that failed, as
+ * cap_store_get_blobs gives it (CAP_EBLOBMISSING, CAP_EMISMATCH,
+ * CAP_EDECODE, CAP_EBACKEND: err->hash names the blob), with what earlier
+ * levels fetched kept; CAP_ENOMEM; CAP_EINVAL for NULL arguments. */
+int cap_store_prefetch(cap_store_t *s, const cap_hash_t *root, cap_err_t *err);
 
 /* Blob retention ----------------------------------------------------------------------------- */
 

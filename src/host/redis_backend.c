@@ -59,29 +59,63 @@ static redis_cmd_t *cmds_new(size_t n)
 
 /* Reads ------------------------------------------------------------------------------------ */
 
-/* EXISTS for the items whose GETRANGE came back empty: absent, or present
- * with an empty value (damage: it will not decode, and the store says so). */
-static int check_empties(redis_t *r, const uint8_t *keys, const size_t *which, size_t m, int *codes,
-                         cap_err_t *err)
+/* The items whose GETRANGE came back empty, asked again as EXISTS then
+ * GETRANGE, in one pipeline: absent (EXISTS 0), or present with what the
+ * second GETRANGE gives, an empty value included (damage: it will not
+ * decode, and the store says so). The first reply alone cannot tell, and
+ * a key written between the two reads is present in full by the second
+ * (a blob's bytes never change); one deleted in between reads as empty. */
+static int check_empties(redis_t *r, const uint8_t *keys, const size_t *which, size_t m,
+                         const cap_alloc_t *a, uint8_t **bytes, size_t *lens, int *codes,
+                         const char *end, cap_err_t *err)
 {
-    redis_cmd_t *cmds = cmds_new(m);
+    redis_cmd_t *cmds = cmds_new(2 * m);
     if (!cmds) return cap_err_set(err, CAP_ENOMEM, "out of memory");
     size_t kl = r->prefix_len + 32;
     for (size_t j = 0; j < m; j++) {
-        cmds[j].argc = 2;
-        cmds[j].argv[0] = "EXISTS";
-        cmds[j].argvlen[0] = 6;
-        cmds[j].argv[1] = (const char *)keys + which[j] * kl;
-        cmds[j].argvlen[1] = kl;
+        redis_cmd_t *x = &cmds[2 * j], *g = &cmds[2 * j + 1];
+        x->argc = 2;
+        x->argv[0] = "EXISTS";
+        x->argvlen[0] = 6;
+        x->argv[1] = (const char *)keys + which[j] * kl;
+        x->argvlen[1] = kl;
+        g->argc = 4;
+        g->argv[0] = "GETRANGE";
+        g->argvlen[0] = 8;
+        g->argv[1] = x->argv[1];
+        g->argvlen[1] = kl;
+        g->argv[2] = "0";
+        g->argvlen[2] = 1;
+        g->argv[3] = end;
+        g->argvlen[3] = strlen(end);
     }
-    int rc = redis_batch_run(r, cmds, m, err);
+    int rc = redis_batch_run(r, cmds, 2 * m, err);
     for (size_t j = 0; j < m; j++) {
-        int *code = &codes[which[j]];
-        if (cmds[j].code != CAP_OK) *code = cmds[j].code;
-        else if (cmds[j].reply->type != REDIS_REPLY_INTEGER) *code = CAP_EBACKEND;
-        else *code = cmds[j].reply->integer ? CAP_OK : CAP_ENOTFOUND;
+        size_t i = which[j];
+        const redis_cmd_t *x = &cmds[2 * j], *g = &cmds[2 * j + 1];
+        if (x->code != CAP_OK || g->code != CAP_OK) {
+            codes[i] = x->code != CAP_OK ? x->code : g->code;
+        } else if (x->reply->type != REDIS_REPLY_INTEGER || g->reply->type != REDIS_REPLY_STRING) {
+            codes[i] = CAP_EBACKEND;
+        } else if (x->reply->integer == 0) {
+            codes[i] = CAP_ENOTFOUND;
+        } else if ((size_t)g->reply->len > r->max_blob) {
+            codes[i] = CAP_EBACKEND;
+        } else if (g->reply->len == 0) {
+            codes[i] = CAP_OK; /* present and empty */
+        } else {
+            uint8_t *p = a->allocate(a->ctx, (size_t)g->reply->len);
+            if (!p) {
+                codes[i] = CAP_ENOMEM;
+            } else {
+                memcpy(p, g->reply->str, (size_t)g->reply->len);
+                bytes[i] = p;
+                lens[i] = (size_t)g->reply->len;
+                codes[i] = CAP_OK;
+            }
+        }
     }
-    redis_batch_free(cmds, m);
+    redis_batch_free(cmds, 2 * m);
     free(cmds);
     return rc;
 }
@@ -158,7 +192,7 @@ static int redis_read_many(void *ctx, const cap_hash_t *hashes, size_t n, const 
     free(cmds);
     if (nempty) {
         cap_err_t e;
-        int rc2 = check_empties(r, keys, empties, nempty, codes, &e);
+        int rc2 = check_empties(r, keys, empties, nempty, a, bytes, lens, codes, end, &e);
         if (rc == CAP_OK && rc2 != CAP_OK) {
             rc = rc2;
             if (err) *err = e;
@@ -783,6 +817,7 @@ int cap_redis_open(const char *uri, const cap_redis_options_t *opt, cap_backend_
      * replica, else 0 (a lone server has none to wait for). */
     if (o.wait_replicas == CAP_REDIS_NO_WAIT) r->wait_replicas = 0;
     else if (o.wait_replicas > 0) r->wait_replicas = o.wait_replicas;
+    else if (r->uri.wait >= 0) r->wait_replicas = r->uri.wait;
     else r->wait_replicas = r->cluster && replicated ? 1 : 0;
 
     cap_backend_t t = CAP_BACKEND_INIT;

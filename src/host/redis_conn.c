@@ -9,6 +9,8 @@
  * and gives them back; a connection that failed, or has replies pending, is
  * closed instead. */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -327,6 +329,66 @@ static void run_node_read(redis_t *r, unsigned ni, redisContext *c, redis_cmd_t 
     }
 }
 
+/* Send every node's pipeline, all at once: the sockets are made
+ * non-blocking for the time and written as each can take more, so that a
+ * node slow to read its pipeline does not hold the others' back (written
+ * one after the other, each write would wait for its node to drain it).
+ * A node that fails is left with its error (c->err), found on reading. */
+static void send_all(redis_t *r, redisContext **conn)
+{
+    struct pollfd pfd[REDIS_MAX_NODES];
+    unsigned which[REDIS_MAX_NODES];
+    int oldfl[REDIS_MAX_NODES];
+    size_t np = 0;
+    for (size_t k = 0; k < REDIS_MAX_NODES; k++) {
+        redisContext *c = conn[k];
+        if (!c) continue;
+        oldfl[k] = fcntl(c->fd, F_GETFL);
+        if (oldfl[k] < 0 || fcntl(c->fd, F_SETFL, oldfl[k] | O_NONBLOCK) < 0) {
+            /* Cannot switch: send it the blocking way. */
+            int done = 0;
+            while (!done && c->err == 0)
+                if (redisBufferWrite(c, &done) != REDIS_OK) break;
+            oldfl[k] = -1;
+            continue;
+        }
+        c->flags &= ~REDIS_BLOCK; /* hiredis: EAGAIN is "later", not an error */
+        pfd[np].fd = c->fd;
+        pfd[np].events = POLLOUT;
+        which[np++] = (unsigned)k;
+    }
+    while (np) {
+        int got = poll(pfd, (nfds_t)np, (int)r->command_ms);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            /* No progress within the command timeout: those nodes fail. */
+            for (size_t j = 0; j < np; j++) {
+                redisContext *c = conn[which[j]];
+                c->err = REDIS_ERR_IO;
+                snprintf(c->errstr, sizeof c->errstr, "%s", "sending timed out");
+            }
+            break;
+        }
+        size_t keep = 0;
+        for (size_t j = 0; j < np; j++) {
+            redisContext *c = conn[which[j]];
+            int done = 0;
+            if ((pfd[j].revents & (POLLOUT | POLLERR | POLLHUP)) &&
+                (redisBufferWrite(c, &done) != REDIS_OK || done))
+                continue;
+            pfd[keep] = pfd[j];
+            which[keep++] = which[j];
+        }
+        np = keep;
+    }
+    for (size_t k = 0; k < REDIS_MAX_NODES; k++) {
+        redisContext *c = conn[k];
+        if (!c || oldfl[k] < 0) continue;
+        fcntl(c->fd, F_SETFL, oldfl[k]);
+        c->flags |= REDIS_BLOCK;
+    }
+}
+
 int redis_batch_run(redis_t *r, redis_cmd_t *cmds, size_t n, cap_err_t *err)
 {
     for (size_t i = 0; i < n; i++) {
@@ -419,11 +481,9 @@ int redis_batch_run(redis_t *r, redis_cmd_t *cmds, size_t n, cap_err_t *err)
             } else {
                 waits[k] = false;
             }
-            int done = 0;
-            while (!done && c->err == 0)
-                if (redisBufferWrite(c, &done) != REDIS_OK) break;
             conn[k] = c;
         }
+        send_all(r, conn);
         /* Read them back. */
         for (size_t k = 0; k < REDIS_MAX_NODES; k++) {
             if (!conn[k]) continue;

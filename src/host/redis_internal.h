@@ -37,6 +37,7 @@ typedef struct redis_uri {
     char user[REDIS_HOST_MAX]; /* "" when none */
     char *prefix;              /* malloc'd, percent-decoded; NULL when not given */
     size_t prefix_len;
+    int wait;                  /* ?wait=K: K >= 0; -1 when not given */
 } redis_uri_t;
 
 /* Parse `uri`. CAP_OK, or CAP_EINVAL with err->what (and the offending
@@ -163,10 +164,5 @@ int redis_roots_key(const redis_t *r, char **key, size_t *len);
  * with err->hash the first missing one, or a read, decode or verify error
  * (err->hash names the blob). Reads level by level in batches. */
 int redis_check_closure(redis_t *r, const cap_hash_t *roots, size_t nroots, cap_err_t *err);
-
-/* The Hash targets a cap names (its children): CNode slots, an Instance's
- * root cnode and non-zero image hash, an Image's pinned and initial
- * entries. Calls fn for each; stops and returns what fn returns if not 0. */
-int redis_cap_children(const cap_t *c, int (*fn)(void *arg, const cap_hash_t *h), void *arg);
 
 #endif

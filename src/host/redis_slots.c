@@ -15,14 +15,26 @@
 
 #define NO_NODE 0xFFFFu
 
-uint16_t redis_crc16(const uint8_t *p, size_t n)
+/* The CRC of each byte value, built once (every key is hashed: a bit at a
+ * time would cost eight steps a byte). */
+static uint16_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_table_build(void)
 {
-    uint16_t crc = 0;
-    for (size_t i = 0; i < n; i++) {
-        crc ^= (uint16_t)(p[i] << 8);
+    for (unsigned v = 0; v < 256; v++) {
+        uint16_t crc = (uint16_t)(v << 8);
         for (int b = 0; b < 8; b++)
             crc = (crc & 0x8000u) ? (uint16_t)((crc << 1) ^ 0x1021u) : (uint16_t)(crc << 1);
+        crc_table[v] = crc;
     }
+}
+
+uint16_t redis_crc16(const uint8_t *p, size_t n)
+{
+    pthread_once(&crc_once, crc_table_build);
+    uint16_t crc = 0;
+    for (size_t i = 0; i < n; i++) crc = (uint16_t)((crc << 8) ^ crc_table[((crc >> 8) ^ p[i]) & 0xffu]);
     return crc;
 }
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
-/* Parsing redis://[user@]host[:port][,host[:port]...][/][?prefix=P].
+/* Parsing redis://[user@]host[:port][,host[:port]...][/][?prefix=P][&wait=K].
  *
  * A password in the URI (user:password@) is refused without ever being
  * copied into a message: a command line is visible to every user of the
@@ -72,7 +72,8 @@ static int parse_addr(const char *p, size_t n, redis_addr_t *a, cap_err_t *err)
     return CAP_OK;
 }
 
-/* The query: only prefix=P (percent-decoded; P may be empty). */
+/* The query: prefix=P (percent-decoded; P may be empty) and wait=K (the
+ * replicas a write waits for; 0: none). */
 static int parse_query(const char *q, redis_uri_t *u, cap_err_t *err)
 {
     while (*q) {
@@ -102,6 +103,16 @@ static int parse_query(const char *q, redis_uri_t *u, cap_err_t *err)
             out[o] = 0;
             u->prefix = out;
             u->prefix_len = o;
+        } else if (len >= 5 && strncmp(q, "wait=", 5) == 0) {
+            if (u->wait >= 0) return bad(err, "bad redis URI: wait given twice", q, len);
+            long v = 0;
+            if (len == 5) return bad(err, "bad redis URI: wait wants a number", q, len);
+            for (size_t i = 5; i < len; i++) {
+                if (q[i] < '0' || q[i] > '9' || v > 1000) return bad(err, "bad redis URI: wait wants a number", q, len);
+                v = v * 10 + (q[i] - '0');
+            }
+            if (v > 1000) return bad(err, "bad redis URI: wait wants a number", q, len);
+            u->wait = (int)v;
         } else if (len) {
             size_t eq = 0;
             while (eq < len && q[eq] != '=') eq++;
@@ -116,6 +127,7 @@ static int parse_query(const char *q, redis_uri_t *u, cap_err_t *err)
 int redis_uri_parse(const char *uri, redis_uri_t *u, cap_err_t *err)
 {
     memset(u, 0, sizeof *u);
+    u->wait = -1;
     if (!uri) return bad(err, "NULL URI", NULL, 0);
     if (strncmp(uri, "redis://", 8) != 0) return bad(err, "not a redis:// URI", uri, 9);
     const char *p = uri + 8;
@@ -163,7 +175,7 @@ int redis_uri_parse(const char *uri, redis_uri_t *u, cap_err_t *err)
     } else if (*p) {
         /* A database number or path: Redis Cluster has only database 0. */
         redis_uri_free(u);
-        return bad(err, "bad redis URI: only ?prefix=P may follow the hosts", p, strlen(p));
+        return bad(err, "bad redis URI: only ?prefix=P&wait=K may follow the hosts", p, strlen(p));
     }
     cap_err_set(err, CAP_OK, NULL);
     return CAP_OK;

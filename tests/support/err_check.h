@@ -94,6 +94,7 @@
       cap_err_t *err), (s, t, out, e)) \
     X(store_get_blobs, (cap_store_t *s, const cap_hash_t *hashes, size_t n, cap_t **out, \
       int *codes, cap_err_t *err), (s, hashes, n, out, codes, e)) \
+    X(store_prefetch, (cap_store_t *s, const cap_hash_t *root, cap_err_t *err), (s, root, e)) \
     X(store_put_caps, (cap_store_t *s, cap_t *const *caps, size_t n, cap_hash_t *hashes_out, \
       cap_err_t *err), (s, caps, n, hashes_out, e)) \
     X(store_walk, (cap_store_t *s, const cap_hash_t *roots, size_t nroots, \
@@ -178,6 +179,7 @@ unsigned long cap_test_err_failures(size_t i);
 #define cap_redis_stats(...) cap_test_redis_stats(__FILE__, __LINE__, __VA_ARGS__)
 #define cap_store_checkpoint(...) cap_test_store_checkpoint(__FILE__, __LINE__, __VA_ARGS__)
 #define cap_store_get_blobs(...) cap_test_store_get_blobs(__FILE__, __LINE__, __VA_ARGS__)
+#define cap_store_prefetch(...) cap_test_store_prefetch(__FILE__, __LINE__, __VA_ARGS__)
 #define cap_store_put_caps(...) cap_test_store_put_caps(__FILE__, __LINE__, __VA_ARGS__)
 #define cap_store_walk(...) cap_test_store_walk(__FILE__, __LINE__, __VA_ARGS__)
 #define cap_wire_for_each_child(...) cap_test_wire_for_each_child(__FILE__, __LINE__, __VA_ARGS__)

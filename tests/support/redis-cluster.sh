@@ -5,7 +5,8 @@
 #   redis-cluster.sh start DIR [OWNER_PID]
 #                                   six redis-server processes, a cluster of
 #                                   three masters and three replicas
-#                                   (append-only files on, node timeout 1 s),
+#                                   (append-only files on, node timeout 3 s: shorter
+#                                   ones fail nodes that a loaded machine delays),
 #                                   made with redis-cli --cluster create;
 #                                   returns once every slot is served and
 #                                   every master has its replica
@@ -80,7 +81,7 @@ start_node() { # PORT CLUSTER(yes|no)
     mkdir -p "$dir/$p"
     local args="--port $p --bind 127.0.0.1 --dir $dir/$p --appendonly yes --protected-mode yes --daemonize no"
     if [ "$cluster" = yes ]; then
-        args="$args --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 1000"
+        args="$args --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 3000"
         # Replicas that lost their master serve no reads: the tests want the
         # failover, not stale answers.
         args="$args --cluster-replica-validity-factor 0"
@@ -106,7 +107,7 @@ all_slots_served() { # every node agrees the cluster is ok and covers 16384 slot
 
 wait_served() {
     local i
-    for i in $(seq 1 300); do
+    for i in $(seq 1 600); do
         all_slots_served && return 0
         sleep 0.1
     done

@@ -35,7 +35,8 @@ static inline size_t first_tag_match(const blob_table_t *t, uint64_t mix)
     return at;
 }
 
-/* Stage 1: the shard's state, and the fetch of the tag word and home slot. */
+/* Stage 1: the shard's state, and the fetch of the filter word, the tag
+ * word and the home slot. */
 static inline void stage_start(cap_store_t *s, const cap_hash_t *h, look_t *L)
 {
     L->mix = store_blob_mix(s, h);
@@ -57,7 +58,8 @@ static inline void stage_start(cap_store_t *s, const cap_hash_t *h, look_t *L)
     __builtin_prefetch(&t->slots[home]);
 }
 
-/* Stage 2: the tags; a candidate's slot is fetched if it is not the home one. */
+/* Stage 2: the filter, then the tags; a candidate's slot is fetched if it
+ * is not the home one. */
 static inline void stage_tags(look_t *L)
 {
     if (L->state != L_PENDING || !L->t)
@@ -69,7 +71,7 @@ static inline void stage_tags(look_t *L)
 }
 
 /* Stage 3: the candidate's mix, then the fetch of its cap's line. A tag
- * that matched by chance (one slot in 128 that a probe passes) moves the
+ * that matched by chance (one in 32768) moves the
  * candidate to the next matching tag, whose slot is fetched for another
  * round of this stage; returns whether the look needs one. */
 static inline bool stage_slot(look_t *L)

@@ -72,7 +72,7 @@ static void order_by_shard(put_batch_t *B)
         B->shard[i] = (uint8_t)k;
         B->count[k]++;
         B->mask |= (uint64_t)1 << k;
-        store_blob_prefetch(s, mix); /* the first pass under the locks probes it */
+        store_blob_prefetch_unlocked(s, mix); /* the first pass under the locks probes it */
     }
     size_t at = 0;
     for (unsigned k = 0; k < STORE_SHARDS; k++) {

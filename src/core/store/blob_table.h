@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The blob table's probe primitives (src/core/store only): where a key's
- * probe starts, its tag, tag words tested eight at a time, and a slot's
- * fields. Shared by the table itself (blobs.c) and the batched lookups
- * (batch_get.c), which run the same probe in stages. */
+ * probe starts, its tag, tag words tested four at a time, the miss filter,
+ * and a slot's fields. Shared by the table itself (blobs.c) and the batched
+ * lookups (batch_get.c), which run the same probe in stages. */
 #ifndef CAPSTORE_BLOB_TABLE_H
 #define CAPSTORE_BLOB_TABLE_H
 
@@ -13,26 +13,66 @@ static inline size_t slot_index(uint64_t mix, unsigned log)
     return (size_t)((mix << STORE_SHARD_BITS) >> (64u - log));
 }
 
-/* A tag is the full bit and 7 bits of the mix (the low ones: the slot
- * index takes the high ones). */
-static inline uint8_t slot_tag(uint64_t mix)
+/* A tag is the full bit and 15 bits of the mix (the low ones: the slot
+ * index takes the high ones), so a tag matches another key's by chance
+ * once in 32768. */
+static inline uint16_t slot_tag(uint64_t mix)
 {
-    return (uint8_t)(0x80u | (mix & 0x7fu));
+    return (uint16_t)(0x8000u | (mix & 0x7fffu));
 }
 
-static inline uint8_t tag_at(const blob_table_t *t, size_t i)
+static inline uint16_t tag_at(const blob_table_t *t, size_t i)
 {
     return store_tag_at(t, i);
 }
 
 /* Tags are written under the shard lock only, so read-modify-write of the
  * word is safe; readers load whole words. */
-static inline void set_tag(blob_table_t *t, size_t i, uint8_t v)
+static inline void set_tag(blob_table_t *t, size_t i, uint16_t v)
 {
     _Atomic uint64_t *w = &t->tags[i >> STORE_TAG_WORD_LOG];
-    unsigned sh = (unsigned)(i & (STORE_TAGS_PER_WORD - 1u)) * 8u;
+    unsigned sh = (unsigned)(i & (STORE_TAGS_PER_WORD - 1u)) * 16u;
     uint64_t x = atomic_load_explicit(w, memory_order_relaxed);
-    x = (x & ~((uint64_t)0xff << sh)) | ((uint64_t)v << sh);
+    x = (x & ~((uint64_t)0xffff << sh)) | ((uint64_t)v << sh);
+    atomic_store_explicit(w, x, memory_order_relaxed);
+}
+
+/* The miss filter: a blocked Bloom filter after the tags in the same block,
+ * one 64-bit word per 16 slots (four bits a slot); a key sets two bits of
+ * one word. Most misses stop at it: the filter is half the size of the
+ * tags, so more of it stays in cache. Bits are set under the shard lock
+ * before the key's tag; deletions leave them (stale bits cost only a tag
+ * probe) until the table is rebuilt or grown (blobs.c). Mix bits: the word
+ * from bits 7 up (above the tag's), the bits from 44-55 (apart from the
+ * word's for any table of up to 2^41 slots). */
+#define FILTER_SLOTS_LOG 4u
+static inline size_t filter_words(unsigned log)
+{
+    return ((size_t)1 << log) >> FILTER_SLOTS_LOG;
+}
+static inline _Atomic uint64_t *table_filter(const blob_table_t *t)
+{
+    return (_Atomic uint64_t *)&t->tags[((size_t)1 << t->log) >> STORE_TAG_WORD_LOG];
+}
+static inline _Atomic uint64_t *filter_word(const blob_table_t *t, uint64_t mix)
+{
+    return &table_filter(t)[(size_t)(mix >> 7) & (filter_words(t->log) - 1)];
+}
+static inline uint64_t filter_bits(uint64_t mix)
+{
+    return ((uint64_t)1 << ((mix >> 44) & 63u)) | ((uint64_t)1 << ((mix >> 50) & 63u));
+}
+/* False: `mix` is in no slot of `t` (as far as the tags are concerned). */
+static inline bool filter_maybe(const blob_table_t *t, uint64_t mix)
+{
+    uint64_t b = filter_bits(mix);
+    return (atomic_load_explicit(filter_word(t, mix), memory_order_relaxed) & b) == b;
+}
+/* Shard lock held. */
+static inline void filter_add(blob_table_t *t, uint64_t mix)
+{
+    _Atomic uint64_t *w = filter_word(t, mix);
+    uint64_t x = atomic_load_explicit(w, memory_order_relaxed) | filter_bits(mix);
     atomic_store_explicit(w, x, memory_order_relaxed);
 }
 
@@ -48,24 +88,24 @@ static inline void slot_set(blob_slot_t *b, uint64_t mix, cap_t *c)
     atomic_store_explicit(&b->cap, c, memory_order_release);
 }
 
-/* Eight tags at a time: the high bit of every byte lane of `w` whose value
- * is zero (exact: no carry crosses a lane). Lanes are bits of a word, not
- * bytes in memory, so this is the same on any byte order. */
-#define TAG_LOW7 0x7f7f7f7f7f7f7f7full
-#define TAG_HIGH 0x8080808080808080ull
-#define TAG_ONES 0x0101010101010101ull
+/* Four tags at a time: the high bit of every 16-bit lane of `w` whose
+ * value is zero (exact: no carry crosses a lane). Lanes are bits of a word,
+ * not bytes in memory, so this is the same on any byte order. */
+#define TAG_LOW15 0x7fff7fff7fff7fffull
+#define TAG_HIGH 0x8000800080008000ull
+#define TAG_ONES 0x0001000100010001ull
 static inline uint64_t zero_lanes(uint64_t w)
 {
-    return ~(((w & TAG_LOW7) + TAG_LOW7) | w) & TAG_HIGH;
+    return ~(((w & TAG_LOW15) + TAG_LOW15) | w) & TAG_HIGH;
 }
 /* The lowest lane whose high bit is set in `m` (m != 0, only lane high bits
- * set): the lowest bit isolated, moved to bit 8 * lane, then a multiply
- * puts the lane number in the top byte (no count-trailing-zeros, which
+ * set): the lowest bit isolated, moved to bit 16 * lane, then a multiply
+ * puts the lane number in the top 16 bits (no count-trailing-zeros, which
  * some targets take from a runtime library). */
 static inline unsigned low_lane(uint64_t m)
 {
-    uint64_t b = (m & (0 - m)) >> 7;
-    return (unsigned)((b * 0x0001020304050607ull) >> 56);
+    uint64_t b = (m & (0 - m)) >> 15;
+    return (unsigned)((b * 0x0000000100020003ull) >> 48);
 }
 
 /* A probe of `t` for `mix` in probe order: calls `visit(i)` for each slot
@@ -83,7 +123,7 @@ static inline unsigned low_lane(uint64_t m)
         size_t i0_ = (from) & (((size_t)1 << (t)->log) - 1);                                      \
         size_t wi_ = i0_ >> STORE_TAG_WORD_LOG;                                                   \
         uint64_t pat_ = (uint64_t)slot_tag(mix) * TAG_ONES;                                       \
-        uint64_t valid_ = TAG_HIGH & (~(uint64_t)0 << ((i0_ & (STORE_TAGS_PER_WORD - 1u)) * 8u)); \
+        uint64_t valid_ = TAG_HIGH & (~(uint64_t)0 << ((i0_ & (STORE_TAGS_PER_WORD - 1u)) * 16u)); \
         (i_out) = SIZE_MAX;                                                                       \
         for (;;) {                                                                                \
             uint64_t w_ = atomic_load_explicit(&(t)->tags[wi_], memory_order_relaxed);            \

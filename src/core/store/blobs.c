@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
-/* The blob tier: per-shard open-addressing tables (linear probing over a
- * byte array of tags, grown at 0.8 load, backward-shift deletion) keyed by
+/* The blob tier: per-shard open-addressing tables (linear probing over an
+ * array of 16-bit tags, with a miss filter beside them, grown at 0.8 load,
+ * backward-shift deletion) keyed by
  * the cap hash. Keys are uniform digests, so the index is one multiply of
  * their first word with the store's seed: the top bits pick the shard, the
  * next ones the slot, the low ones the tag. Lookups probe the tags without
@@ -9,9 +10,10 @@
 #include "store/store_internal.h"
 #include "store/blob_table.h"
 
+/* The table block: header, tags, miss filter. */
 static size_t tags_bytes(unsigned log)
 {
-    return sizeof(blob_table_t) + ((size_t)1 << log);
+    return sizeof(blob_table_t) + ((size_t)1 << log) * 2u + filter_words(log) * sizeof(uint64_t);
 }
 
 static size_t slots_bytes(unsigned log)
@@ -27,8 +29,9 @@ static size_t meta_bytes(unsigned log)
 /* Index of `h` in `t`, or SIZE_MAX (shard lock held). */
 static size_t find_index(const blob_table_t *t, const cap_hash_t *h, uint64_t mix)
 {
-    size_t r;
-    PROBE_TAGS(t, mix, r, slot_mix(&t->slots[i]) == mix && key_is(&t->slots[i], h));
+    size_t r = SIZE_MAX;
+    if (filter_maybe(t, mix))
+        PROBE_TAGS(t, mix, r, slot_mix(&t->slots[i]) == mix && key_is(&t->slots[i], h));
     return r;
 }
 
@@ -48,6 +51,7 @@ static size_t place(blob_table_t *t, uint64_t mix, cap_t *c)
     while (tag_at(t, i))
         i = (i + 1) & mask;
     slot_set(&t->slots[i], mix, c);
+    filter_add(t, mix); /* before the tag: a probe that finds the tag passes the filter */
     set_tag(t, i, slot_tag(mix));
     return i;
 }
@@ -90,9 +94,10 @@ int store_blob_reserve(const cap_store_t *s, store_shard_t *sh, size_t extra)
     }
     t->log = log;
     t->retired = old;
+    t->removed = 0;
     size_t n = (size_t)1 << log;
-    for (size_t i = 0; i < (n >> STORE_TAG_WORD_LOG); i++)
-        atomic_init(&t->tags[i], 0);
+    for (size_t i = 0; i < (n >> STORE_TAG_WORD_LOG) + filter_words(log); i++)
+        atomic_init(&t->tags[i], 0); /* tags and filter */
     for (size_t i = 0; i < n; i++) {
         atomic_init(&t->slots[i].mix, 0);
         atomic_init(&t->slots[i].cap, (cap_t *)0);
@@ -175,10 +180,25 @@ void store_blob_prefetch(const cap_store_t *s, uint64_t mix)
     if (!t)
         return;
     size_t i = slot_index(mix, t->log);
+    __builtin_prefetch(filter_word(t, mix));
     __builtin_prefetch(&t->tags[i >> STORE_TAG_WORD_LOG]);
     __builtin_prefetch(&t->slots[i], 1);
     if (t->meta)
         __builtin_prefetch(&t->meta[i], 1);
+}
+
+void store_blob_prefetch_unlocked(const cap_store_t *s, uint64_t mix)
+{
+    store_shard_t *sh = store_shard(s, store_blob_shard(mix));
+    /* Acquire: the table's fields were written before it was published,
+     * and log and slots never change after (meta may: not fetched). */
+    const blob_table_t *t = atomic_load_explicit(&sh->table, memory_order_acquire);
+    if (!t)
+        return;
+    size_t i = slot_index(mix, t->log);
+    __builtin_prefetch(filter_word(t, mix));
+    __builtin_prefetch(&t->tags[i >> STORE_TAG_WORD_LOG]);
+    __builtin_prefetch(&t->slots[i]);
 }
 
 int store_keyed_ref(cap_t *c, const cap_hash_t *h, cap_t **out)
@@ -218,6 +238,18 @@ static void write_end(store_shard_t *sh)
     atomic_store_explicit(&sh->seq, v + 1, memory_order_release);
 }
 
+static void filter_rebuild(blob_table_t *t)
+{
+    _Atomic uint64_t *f = table_filter(t);
+    size_t n = (size_t)1 << t->log;
+    for (size_t i = 0; i < filter_words(t->log); i++)
+        atomic_store_explicit(&f[i], 0, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++)
+        if (tag_at(t, i))
+            filter_add(t, slot_mix(&t->slots[i]));
+    t->removed = 0;
+}
+
 /* Backward-shift deletion (linear probing keeps no tombstones): every later
  * slot of the run whose home is not in (hole, j] moves into the hole. */
 cap_t *store_blob_remove_at(cap_store_t *s, store_shard_t *sh, size_t i)
@@ -248,6 +280,11 @@ cap_t *store_blob_remove_at(cap_store_t *s, store_shard_t *sh, size_t i)
     }
     set_tag(t, hole, 0);
     slot_set(&t->slots[hole], 0, (cap_t *)0);
+    /* The filter keeps the removed key's bits; once deletions reach a
+     * quarter of the slots, rebuild it from the keys present (inside the
+     * bracket: a miss the filter answered meanwhile is retried). */
+    if (++t->removed > ((size_t)1 << t->log) / 4)
+        filter_rebuild(t);
     write_end(sh);
     return c;
 }
@@ -292,15 +329,72 @@ void store_blobs_release_all(cap_store_t *s)
 
 enum { PROBE_ABSENT, PROBE_FOUND, PROBE_UNSURE };
 
+/* A lookup whose mix has these bits clear updates the store's miss_mode:
+ * one in 16, so that a mix of hits and misses from several threads seldom
+ * writes the header line they all read. */
+#define MODE_SAMPLE(mix) ((((mix) >> 8) & 15u) == 0)
+
+/* The step from a candidate slot to its cap, inside a read section: the
+ * table must still be current once inside the section (a retired table's
+ * slots may point at caps trimmed since). */
+static inline __attribute__((always_inline)) int take_candidate(cap_store_t *s, store_shard_t *sh,
+                                                                 blob_table_t *t, size_t at,
+                                                                 const cap_hash_t *h, cap_t **out)
+{
+    _Atomic uint32_t *rd = store_read_enter(s);
+    cap_t *c = (cap_t *)0;
+    if (atomic_load_explicit(&sh->table, memory_order_seq_cst) == t)
+        c = cap_if_key(&t->slots[at], h);
+    if (c && out) {
+        atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed); /* cap_retain */
+        *out = c;
+        blob_mark_used(s, c);
+    }
+    store_read_exit(rd);
+    return c ? PROBE_FOUND : PROBE_UNSURE;
+}
+
+/* probe_lockfree while lookups mostly miss: the miss filter first, nothing
+ * fetched ahead. Out of line, so that the probe of hits keeps its code. */
+static __attribute__((noinline)) int probe_filter_first(cap_store_t *s, store_shard_t *sh,
+                                                        const cap_hash_t *h, uint64_t mix,
+                                                        cap_t **out)
+{
+    uint32_t v = atomic_load_explicit(&sh->seq, memory_order_acquire);
+    if (CAP_UNLIKELY(v & 1u))
+        return PROBE_UNSURE;
+    blob_table_t *t = atomic_load_explicit(&sh->table, memory_order_acquire);
+    size_t at = SIZE_MAX;
+    if (t && filter_maybe(t, mix))
+        PROBE_TAGS(t, mix, at, slot_mix(&t->slots[i]) == mix);
+    if (at != SIZE_MAX) {
+        int r = take_candidate(s, sh, t, at, h, out);
+        if (MODE_SAMPLE(mix))
+            atomic_store_explicit(&s->miss_mode, 0, memory_order_relaxed);
+        return r;
+    }
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&sh->seq, memory_order_relaxed) != v)
+        return PROBE_UNSURE;
+    return PROBE_ABSENT;
+}
+
 /* A lookup without the shard lock. PROBE_FOUND: `h` is there, and *out (if
  * `out` is not NULL) is a new reference to its cap; PROBE_ABSENT: a
  * linearizable miss (no deletion overlapped the probe); PROBE_UNSURE: ask
  * under the lock. Tables are never freed while the store is open, so the tags
  * and mixes are read freely; only the step from a slot to its cap runs in a
  * read section (readers.c), which keeps trim from freeing the cap before the
- * reference is taken, and a miss, which matches no mix, enters none. The home
- * slot is fetched while the tags are read, so a hit waits for one line of the
- * table, not two. */
+ * reference is taken, and a miss, which matches no mix, enters none.
+ *
+ * Two ways to probe, chosen by what sampled recent lookups found (the
+ * store's miss_mode): while they hit, the home slot is fetched while the
+ * tags are read, so a hit waits for one line of the table, not two; while
+ * they miss, the miss filter is asked first (a line of an array half the
+ * size of the tags) and nothing is fetched ahead (probe_filter_first, which
+ * callers pick with probe_any). Asking the filter on every lookup cost hits
+ * 12-14% (one more line to wait for before the read section's atomic);
+ * fetching the slot ahead costs a miss the slot line. */
 static inline __attribute__((always_inline)) int probe_lockfree(cap_store_t *s, store_shard_t *sh,
                                                                  const cap_hash_t *h, uint64_t mix,
                                                                  cap_t **out)
@@ -313,26 +407,26 @@ static inline __attribute__((always_inline)) int probe_lockfree(cap_store_t *s, 
         size_t at;
         __builtin_prefetch(&t->slots[slot_index(mix, t->log)]);
         PROBE_TAGS(t, mix, at, slot_mix(&t->slots[i]) == mix);
-        if (at != SIZE_MAX) {
-            /* The table must still be current once inside the section: a
-             * retired table's slots may point at caps trimmed since. */
-            _Atomic uint32_t *rd = store_read_enter(s);
-            cap_t *c = (cap_t *)0;
-            if (atomic_load_explicit(&sh->table, memory_order_seq_cst) == t)
-                c = cap_if_key(&t->slots[at], h);
-            if (c && out) {
-                atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed); /* cap_retain */
-                *out = c;
-                blob_mark_used(s, c);
-            }
-            store_read_exit(rd);
-            return c ? PROBE_FOUND : PROBE_UNSURE;
-        }
+        if (at != SIZE_MAX)
+            return take_candidate(s, sh, t, at, h, out);
     }
     atomic_thread_fence(memory_order_acquire);
     if (atomic_load_explicit(&sh->seq, memory_order_relaxed) != v)
         return PROBE_UNSURE;
+    if (MODE_SAMPLE(mix))
+        atomic_store_explicit(&s->miss_mode, 1, memory_order_relaxed);
     return PROBE_ABSENT;
+}
+
+/* The probe the store's miss_mode picks (read first, so that the probe of
+ * hits keeps its code and registers). */
+static inline __attribute__((always_inline)) int probe_any(cap_store_t *s, store_shard_t *sh,
+                                                            const cap_hash_t *h, uint64_t mix,
+                                                            cap_t **out)
+{
+    if (CAP_UNLIKELY(atomic_load_explicit(&s->miss_mode, memory_order_relaxed)))
+        return probe_filter_first(s, sh, h, mix, out);
+    return probe_lockfree(s, sh, h, mix, out);
 }
 
 /* What the lock-free probe could not answer: a store not yet set up (only
@@ -374,7 +468,7 @@ static inline __attribute__((always_inline)) int blob_get(cap_store_t *s, const 
 {
     if (CAP_LIKELY(store_is_ready(s))) {
         uint64_t mix = store_blob_mix(s, h);
-        int probe = probe_lockfree(s, store_shard(s, store_blob_shard(mix)), h, mix, out);
+        int probe = probe_any(s, store_shard(s, store_blob_shard(mix)), h, mix, out);
         if (CAP_LIKELY(probe == PROBE_FOUND))
             return CAP_OK;
         if (probe == PROBE_ABSENT && CAP_LIKELY(!store_backend_count(s)))
@@ -413,7 +507,7 @@ bool cap_store_contains_blob(cap_store_t *s, const cap_hash_t *h)
         return false;
     uint64_t mix = store_blob_mix(s, h);
     store_shard_t *sh = store_shard(s, store_blob_shard(mix));
-    int probe = probe_lockfree(s, sh, h, mix, (cap_t **)0);
+    int probe = probe_any(s, sh, h, mix, (cap_t **)0);
     if (probe != PROBE_UNSURE)
         return probe == PROBE_FOUND;
     store_lock(s, sh->lock);

@@ -188,20 +188,25 @@ typedef struct fetch_many {
     size_t *pend;       /* records the next backend is asked for */
     uint8_t **bytes;    /* read_many's answers */
     size_t *lens;
+    size_t *index;      /* 2m slots: j + 1 of the first miss of each hash; 0 empty */
     cap_hash_t *keys;
     int *rc;
     uint8_t *kind; /* F_* */
     void *block;
     size_t size;
+    size_t index_mask;
 } fetch_many_t;
 
 static bool fetch_many_alloc(cap_store_t *s, fetch_many_t *F, size_t m)
 {
+    size_t slots = 1;
+    while (slots < 2 * m)
+        slots *= 2;
     size_t per = sizeof(store_fetch_t) + sizeof(cap_t *) + 4 * sizeof(size_t) +
                  sizeof(cap_hash_t) + sizeof(int) + 1;
-    if (m > SIZE_MAX / per)
+    if (m > (SIZE_MAX - slots * sizeof(size_t)) / per)
         return false;
-    F->size = m * per;
+    F->size = m * per + slots * sizeof(size_t);
     unsigned char *p = s->alloc->allocate(s->alloc->ctx, F->size);
     if (!p)
         return false;
@@ -219,6 +224,8 @@ static bool fetch_many_alloc(cap_store_t *s, fetch_many_t *F, size_t m)
     p += m * sizeof(size_t);
     F->lens = (size_t *)(void *)p;
     p += m * sizeof(size_t);
+    F->index = (size_t *)(void *)p;
+    p += slots * sizeof(size_t);
     F->keys = (cap_hash_t *)(void *)p;
     p += m * sizeof(cap_hash_t);
     F->rc = (int *)(void *)p;
@@ -226,7 +233,31 @@ static bool fetch_many_alloc(cap_store_t *s, fetch_many_t *F, size_t m)
     F->kind = p;
     for (size_t j = 0; j < m; j++)
         F->cap[j] = (cap_t *)0;
+    cap_memset(F->index, 0, slots * sizeof(size_t));
+    F->index_mask = slots - 1;
     return true;
+}
+
+/* The first miss j0 < j of the batch with the same hash as miss j (then
+ * true, *first = j0), else j is recorded as the first (false). Found
+ * through the batch's own index: the shard lists are not walked for the
+ * batch's own records, which would make a batch of m misses cost m^2. */
+static bool batch_first(fetch_many_t *F, const cap_hash_t *hashes, const size_t *idx, size_t j,
+                        size_t *first)
+{
+    const cap_hash_t *h = &hashes[idx[j]];
+    size_t i = (size_t)(cap_load_le64(h->bytes + 8) * 0x9E3779B97F4A7C15ull >> 17) & F->index_mask;
+    for (;; i = (i + 1) & F->index_mask) {
+        size_t v = F->index[i];
+        if (!v) {
+            F->index[i] = j + 1;
+            return false;
+        }
+        if (cap_memcmp(hashes[idx[v - 1]].bytes, h->bytes, 32) == 0) {
+            *first = v - 1;
+            return true;
+        }
+    }
 }
 
 /* Ask every backend in order, one read_many each, for the records in
@@ -343,11 +374,24 @@ void store_fetch_many(cap_store_t *s, const cap_hash_t *hashes, const size_t *id
     /* Register a record for every hash nobody fetches yet. A hash another
      * thread fetches is waited for only at the end, once none of ours is
      * registered any more: waiting while holding records could deadlock
-     * two batches that wait on each other's. */
+     * two batches that wait on each other's. First every miss is classed
+     * (a hash twice in the batch is fetched once, found through the batch's
+     * own index), then the batch's records are registered: so the shard
+     * lists searched hold other threads' fetches only, never the batch's
+     * own, which would make a batch of m misses cost m^2. A fetch another
+     * thread registers in between is then made twice; the publish keeps
+     * the first cap, as for a put that races a fetch. */
     size_t np = 0;
     for (size_t j = 0; j < m; j++) {
         size_t i = idx[j];
         const cap_hash_t *h = &hashes[i];
+        size_t first;
+        if (batch_first(&F, hashes, idx, j, &first) && F.kind[first] != F_HIT) {
+            /* Fetched by the batch (or waited for) once, as its first. */
+            F.kind[j] = F.kind[first] == F_MINE ? F_DUP : F_WAIT;
+            F.dup[j] = first;
+            continue;
+        }
         uint64_t mix = store_blob_mix(s, h);
         store_shard_t *sh = store_shard(s, store_blob_shard(mix));
         store_lock(s, sh->lock);
@@ -362,27 +406,29 @@ void store_fetch_many(cap_store_t *s, const cap_hash_t *hashes, const size_t *id
                 codes[i] = CAP_OK;
             continue;
         }
-        store_fetch_t *f = find_fetch(sh, h);
-        if (f && f->batch == &F) {
-            F.kind[j] = F_DUP;
-            F.dup[j] = (size_t)(f - F.rec);
-        } else if (f) {
-            F.kind[j] = F_WAIT;
-        } else {
-            store_fetch_t *r = &F.rec[j];
-            cap_memset(r, 0, sizeof *r);
-            r->key = *h;
-            r->batch = &F;
-            r->next = sh->fetching;
-            sh->fetching = r;
-            F.kind[j] = F_MINE;
+        F.kind[j] = find_fetch(sh, h) ? F_WAIT : F_MINE;
+        store_unlock(s, sh->lock);
+        if (F.kind[j] == F_MINE)
             F.pend[np++] = j;
-        }
+    }
+    for (size_t k = 0; k < np; k++) {
+        size_t j = F.pend[k];
+        const cap_hash_t *h = &hashes[idx[j]];
+        store_shard_t *sh = store_shard(s, store_blob_shard(store_blob_mix(s, h)));
+        store_fetch_t *r = &F.rec[j];
+        cap_memset(r, 0, sizeof *r);
+        r->key = *h;
+        r->batch = &F;
+        store_lock(s, sh->lock);
+        r->next = sh->fetching;
+        sh->fetching = r;
         store_unlock(s, sh->lock);
     }
     ask_backends_many(s, &F, np);
     bool added = false;
-    for (size_t j = 0; j < m; j++) {
+    /* Newest first: a record is then near the head of its shard's list,
+     * which is where unlink_fetch starts looking. */
+    for (size_t j = m; j-- > 0;) {
         if (F.kind[j] != F_MINE)
             continue;
         size_t i = idx[j];

@@ -51,6 +51,7 @@ static void init_header(cap_store_t *s, const cap_store_options_t *opt, bool in_
     s->in_place = in_place ? 1 : 0;
     s->lock_size = store_lock_size(opt->locks);
     atomic_init(&s->init_state, STORE_UNINIT);
+    atomic_init(&s->miss_mode, 0);
     atomic_init(&s->live, 1);
     atomic_init(&s->next_id, opt->first_id ? opt->first_id : 1);
     atomic_init(&s->blob_count, 0);

@@ -93,13 +93,13 @@ typedef struct store_fetch {
     cap_err_t err;
 } store_fetch_t;
 
-/* A shard's blob table: `1 << log` 8-bit tags (0: empty slot, else 0x80 |
- * 7 bits of the key's mix), eight to a word (tag i in bits 8*(i%8) of word
- * i/8, so a probe tests eight at a time), in this block; the slots and the
- * metadata in their own blocks. A probe reads the tags and looks at a slot
- * only on a tag match. A miss touches nothing but the tags (one byte a
- * slot, so they stay in cache), except for the one slot in about 128 that
- * its probe passes whose tag matches by chance: the slot's mix rejects it.
+/* A shard's blob table: `1 << log` 16-bit tags (0: empty slot, else
+ * 0x8000 | 15 bits of the key's mix), four to a word (tag i in bits
+ * 16*(i%4) of word i/4, so a probe tests four at a time), and a miss filter
+ * (four bits a slot), in this block; the slots and the metadata in their
+ * own blocks. A probe reads the tags (after the filter, while lookups
+ * mostly miss: blobs.c) and looks at a slot only on a tag match, so a miss
+ * touches a filter word, or a tag word, and no slot.
  *
  * Lock-free reads: lookups take no lock (blobs.c, probe_lockfree). For that,
  * the tags are atomics, the table is published with a release store, and a
@@ -112,14 +112,16 @@ typedef struct store_fetch {
  * written under the shard lock only; a hit goes from a slot to its cap
  * inside a read section (readers.c), which trim waits out before it
  * releases what it removed. */
-#define STORE_TAG_WORD_LOG 3u
+#define STORE_TAG_WORD_LOG 2u
 #define STORE_TAGS_PER_WORD (1u << STORE_TAG_WORD_LOG)
 typedef struct blob_table {
     struct blob_table *retired; /* the table this one replaced (kept for readers) */
     blob_slot_t *slots;         /* 1 << log; kept with the retired tags */
     blob_meta_t *meta;          /* 1 << log; freed as soon as replaced */
     unsigned log;
-    _Atomic uint64_t tags[];    /* (1 << log) / STORE_TAGS_PER_WORD words */
+    size_t removed;             /* deletions since the miss filter was built */
+    _Atomic uint64_t tags[];    /* (1 << log) / STORE_TAGS_PER_WORD words, then the
+                                   miss filter's (1 << log) / 16 (blob_table.h) */
 } blob_table_t;
 
 typedef struct store_shard {
@@ -141,11 +143,11 @@ static inline size_t store_table_size(const blob_table_t *t)
 {
     return t ? (size_t)1 << t->log : 0;
 }
-static inline uint8_t store_tag_at(const blob_table_t *t, size_t i)
+static inline uint16_t store_tag_at(const blob_table_t *t, size_t i)
 {
     uint64_t w = atomic_load_explicit((_Atomic uint64_t *)&t->tags[i >> STORE_TAG_WORD_LOG],
                                       memory_order_relaxed);
-    return (uint8_t)(w >> ((i & (STORE_TAGS_PER_WORD - 1u)) * 8u));
+    return (uint16_t)(w >> ((i & (STORE_TAGS_PER_WORD - 1u)) * 16u));
 }
 static inline bool store_table_used(const blob_table_t *t, size_t i)
 {
@@ -183,6 +185,9 @@ struct cap_store {
     uint64_t seed0, seed1;
     unsigned flags;
     uint8_t in_place;
+    /* 1 while lookups mostly miss: probe_lockfree then asks the miss filter
+     * first (blobs.c). Written only when a sampled lookup changes it. */
+    _Atomic uint8_t miss_mode;
     _Atomic uint32_t init_state;
     store_shard_slot_t *shards; /* STORE_SHARDS of them (first use) */
     store_readers_t *readers;   /* read sections of lock-free hits (first use) */
@@ -234,17 +239,28 @@ void store_spin_pause(void);
 
 void store_readers_init(store_readers_t *r);
 
-/* Enter a read section; pass what it returns to store_read_exit. Loads
- * that must see trim's removals (the table, a slot's cap) are seq_cst. */
-static inline _Atomic uint32_t *store_read_enter(const cap_store_t *s)
+/* The caller's stripe: threads' stacks lie apart, so mostly its own. */
+static inline unsigned store_read_stripe(void)
 {
     unsigned char here;
-    uint64_t a = (uint64_t)(uintptr_t)&here >> 12; /* threads' stacks lie apart */
-    unsigned k = (unsigned)((a * 0x9E3779B97F4A7C15ull) >> (64u - STORE_READ_STRIPES_LOG));
+    uint64_t a = (uint64_t)(uintptr_t)&here >> 12;
+    return (unsigned)((a * 0x9E3779B97F4A7C15ull) >> (64u - STORE_READ_STRIPES_LOG));
+}
+
+/* Enter a read section on stripe k (store_read_stripe); pass what it
+ * returns to store_read_exit. Loads that must see trim's removals (the
+ * table, a slot's cap) are seq_cst. */
+static inline _Atomic uint32_t *store_read_enter_at(const cap_store_t *s, unsigned k)
+{
     unsigned e = atomic_load_explicit(&s->readers->epoch, memory_order_relaxed) & 1u;
     _Atomic uint32_t *n = &s->readers->count[e][k].n;
     atomic_fetch_add_explicit(n, 1, memory_order_seq_cst);
     return n;
+}
+
+static inline _Atomic uint32_t *store_read_enter(const cap_store_t *s)
+{
+    return store_read_enter_at(s, store_read_stripe());
 }
 
 static inline void store_read_exit(_Atomic uint32_t *n)
@@ -338,6 +354,8 @@ void store_blob_insert_tallied_flags(store_shard_t *sh, uint64_t mix, cap_t *c, 
 void store_blob_tally_add(cap_store_t *s, const store_blob_tally_t *tally);
 /* Start the cache misses of inserting `mix` (its shard lock held). */
 void store_blob_prefetch(const cap_store_t *s, uint64_t mix);
+/* The same without the lock (the metadata is not fetched). */
+void store_blob_prefetch_unlocked(const cap_store_t *s, uint64_t mix);
 /* The same with explicit STORE_BLOB_* flags (a fetched blob is clean). */
 void store_blob_insert_flags(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, uint64_t mix,
                              cap_t *c, unsigned flags);
