@@ -38,7 +38,6 @@
 #include "../tools/cmd_db_check.c"
 #include "../tools/db_guard.c"
 #include "../tools/cmd_db_life.inc"
-#include "../tools/db_redis.c"
 
 #include "capstore/capstore.h"
 #include "check.h"
