@@ -56,7 +56,7 @@ static ptrdiff_t buf_read(void *arg, void *out, size_t n)
     buf_t *b = arg;
     size_t left = b->n - b->at, k = n < left ? n : left;
     if (k > 1000) k = 1000 - (b->at % 7);
-    memcpy(out, b->p + b->at, k);
+    if (k) memcpy(out, b->p + b->at, k); /* an empty archive has no buffer */
     b->at += k;
     return (ptrdiff_t)k;
 }
