@@ -78,6 +78,15 @@ static store_fetch_t *find_fetch(store_shard_t *sh, const cap_hash_t *h)
     return (store_fetch_t *)0;
 }
 
+/* find_fetch among other threads' records only (not batch `own`'s). */
+static store_fetch_t *find_foreign_fetch(store_shard_t *sh, const cap_hash_t *h, const void *own)
+{
+    for (store_fetch_t *f = sh->fetching; f; f = f->next)
+        if (f->batch != own && cap_memcmp(f->key.bytes, h->bytes, 32) == 0)
+            return f;
+    return (store_fetch_t *)0;
+}
+
 static void unlink_fetch(store_shard_t *sh, store_fetch_t *me)
 {
     store_fetch_t **p = &sh->fetching;
@@ -122,6 +131,7 @@ int store_fetch_locked(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, u
     me.key = *h;
     me.next = sh->fetching;
     sh->fetching = &me;
+    sh->fetch_gen++;
     store_unlock(s, sh->lock);
 
     cap_t *c = (cap_t *)0, *drop = (cap_t *)0;
@@ -179,6 +189,8 @@ int store_fetch_locked(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, u
 /* Batched provider ----------------------------------------------------------------------------- */
 
 enum { F_MINE, F_DUP, F_WAIT, F_HIT };
+
+_Static_assert(STORE_SHARDS <= 64, "store_fetch_many keeps a bit a shard in a uint64_t");
 
 /* One block from the allocator, carved into the per-miss arrays. */
 typedef struct fetch_many {
@@ -378,9 +390,14 @@ void store_fetch_many(cap_store_t *s, const cap_hash_t *hashes, const size_t *id
      * (a hash twice in the batch is fetched once, found through the batch's
      * own index), then the batch's records are registered: so the shard
      * lists searched hold other threads' fetches only, never the batch's
-     * own, which would make a batch of m misses cost m^2. A fetch another
-     * thread registers in between is then made twice; the publish keeps
-     * the first cap, as for a put that races a fetch. */
+     * own, which would make a batch of m misses cost m^2. A record
+     * another thread registers in between is noticed by the shard's
+     * registration count (fetch_gen): only then are the shard's remaining
+     * misses looked up again before they are registered, so a hash is
+     * still fetched once. */
+    uint64_t expect[STORE_SHARDS]; /* fetch_gen if only this batch registered since */
+    uint64_t classified = 0;       /* bit x: expect[x] is set */
+    cap_memset(expect, 0, sizeof expect);
     size_t np = 0;
     for (size_t j = 0; j < m; j++) {
         size_t i = idx[j];
@@ -407,23 +424,62 @@ void store_fetch_many(cap_store_t *s, const cap_hash_t *hashes, const size_t *id
             continue;
         }
         F.kind[j] = find_fetch(sh, h) ? F_WAIT : F_MINE;
+        unsigned x = store_blob_shard(mix);
+        if (F.kind[j] == F_MINE && !(classified >> x & 1)) {
+            expect[x] = sh->fetch_gen;
+            classified |= (uint64_t)1 << x;
+        }
         store_unlock(s, sh->lock);
         if (F.kind[j] == F_MINE)
             F.pend[np++] = j;
     }
+    size_t kept = 0;
     for (size_t k = 0; k < np; k++) {
         size_t j = F.pend[k];
-        const cap_hash_t *h = &hashes[idx[j]];
-        store_shard_t *sh = store_shard(s, store_blob_shard(store_blob_mix(s, h)));
+        size_t i = idx[j];
+        const cap_hash_t *h = &hashes[i];
+        uint64_t mix = store_blob_mix(s, h);
+        unsigned x = store_blob_shard(mix);
+        store_shard_t *sh = store_shard(s, x);
         store_fetch_t *r = &F.rec[j];
         cap_memset(r, 0, sizeof *r);
         r->key = *h;
         r->batch = &F;
         store_lock(s, sh->lock);
+        if (sh->fetch_gen != expect[x]) {
+            /* Another thread registered since this shard's first miss was
+             * classified: this hash may be fetched or published by now. */
+            size_t b = store_blob_find(sh, h, mix);
+            if (b != SIZE_MAX) {
+                blob_table_t *t = store_blob_table(sh);
+                out[i] = cap_retain(store_slot_cap(&t->slots[b]));
+                t->meta[b].flags |= STORE_BLOB_USED;
+                store_unlock(s, sh->lock);
+                F.kind[j] = F_HIT;
+                if (codes)
+                    codes[i] = CAP_OK;
+                continue;
+            }
+            if (find_foreign_fetch(sh, h, &F)) {
+                store_unlock(s, sh->lock);
+                F.kind[j] = F_WAIT;
+                continue;
+            }
+        } else {
+            expect[x]++; /* our own registration, below */
+        }
         r->next = sh->fetching;
         sh->fetching = r;
+        sh->fetch_gen++;
         store_unlock(s, sh->lock);
+        F.pend[kept++] = j;
     }
+    np = kept;
+    /* A repeat whose first is not fetched by the batch after all (found
+     * published, or fetched by another thread) waits as its first does. */
+    for (size_t j = 0; j < m; j++)
+        if (F.kind[j] == F_DUP && F.kind[F.dup[j]] != F_MINE)
+            F.kind[j] = F_WAIT;
     ask_backends_many(s, &F, np);
     bool added = false;
     /* Newest first: a record is then near the head of its shard's list,

@@ -131,6 +131,7 @@ typedef struct store_shard {
     size_t dirty;                  /* of which STORE_BLOB_DIRTY */
     store_entry_t *head;
     store_fetch_t *fetching;       /* fetches in flight for this shard's hashes */
+    uint64_t fetch_gen;            /* records ever put on `fetching` (a batch's check) */
     _Atomic uint32_t seq;          /* odd while a deletion moves tags */
 } store_shard_t;
 
