@@ -5,14 +5,6 @@
 #include "base.h"
 #include "sha256/sha256_internal.h"
 
-#define ROTR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
-#define BSIG0(x) (ROTR(x, 2) ^ ROTR(x, 13) ^ ROTR(x, 22))
-#define BSIG1(x) (ROTR(x, 6) ^ ROTR(x, 11) ^ ROTR(x, 25))
-#define SSIG0(x) (ROTR(x, 7) ^ ROTR(x, 18) ^ ((x) >> 3))
-#define SSIG1(x) (ROTR(x, 17) ^ ROTR(x, 19) ^ ((x) >> 10))
-#define CH(e, f, g) (((e) & (f)) ^ (~(e) & (g)))
-#define MAJ(a, b, c) (((a) & (b)) ^ ((a) & (c)) ^ ((b) & (c)))
-
 void cap_sha256_blocks_portable(uint32_t s[8], const uint8_t *in, size_t n)
 {
     for (; n; n--, in += 64) {
