@@ -72,39 +72,29 @@ static int mark_from(rcollect_t *x, const cap_hash_t *roots, size_t n)
 
 typedef struct roots_acc {
     rcollect_t *x;
-    cap_hash_t *v;
-    size_t n, room;
+    cap_hset_t fresh; /* distinct hashes of named roots not marked yet */
 } roots_acc_t;
 
-/* A named root whose hash is not marked yet. */
 static int add_root(void *arg, const char *name, const cap_hash_t *h)
 {
     (void)name;
     roots_acc_t *a = arg;
     if (cap_hset_find(&a->x->mark, h) != SIZE_MAX) return 0;
-    for (size_t i = 0; i < a->n; i++)
-        if (memcmp(a->v[i].bytes, h->bytes, 32) == 0) return 0;
-    if (a->n == a->room) {
-        size_t room = a->room ? a->room * 2 : 16;
-        cap_hash_t *v = realloc(a->v, room * sizeof *v);
-        if (!v) return CAP_ENOMEM;
-        a->v = v;
-        a->room = room;
-    }
-    a->v[a->n++] = *h;
-    return 0;
+    return cap_hset_add(&a->fresh, h, NULL) < 0 ? CAP_ENOMEM : 0;
 }
 
 /* Read the named roots and mark the graphs of those not marked; their
  * number goes to *count. */
 static int mark_named(rcollect_t *x, uint64_t *count)
 {
-    roots_acc_t a = {x, NULL, 0, 0};
+    roots_acc_t a;
+    a.x = x;
+    cap_hset_init(&a.fresh);
     int rc = cap_backend_root_list(x->b, add_root, &a, x->err);
     if (rc == CAP_ENOMEM) cap_err_set(x->err, CAP_ENOMEM, "out of memory");
-    if (rc == CAP_OK) rc = mark_from(x, a.v, a.n);
-    if (rc == CAP_OK) *count += a.n;
-    free(a.v);
+    if (rc == CAP_OK) rc = mark_from(x, a.fresh.keys, a.fresh.n);
+    if (rc == CAP_OK) *count += a.fresh.n;
+    cap_hset_free(&a.fresh);
     return rc;
 }
 
