@@ -3,9 +3,9 @@
  * root), collection (cmd_db_gc.c: gc, compact) and archives
  * (cmd_db_archive.c: export, import). This file routes them and holds what
  * they share: the --db rule and opening the database writable without
- * creating it. Each works on a redis:// tier too (docs/redis.md) through
- * the backend table, but compact and gc's collection, which are the
- * backend's own. */
+ * creating it. Each but compact works on a redis:// tier too
+ * (docs/redis.md), through the backend table; gc calls each backend's own
+ * collection. */
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
