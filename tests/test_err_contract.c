@@ -330,6 +330,8 @@ static void test_every_function_fails(void)
     CHECK(cap_lmdb_collect(mem, NULL, 0, NULL, NULL, &e) < 0);
     CHECK(cap_lmdb_compact("/nonexistent-capstore-dir/x.lmdb", NULL, &e) < 0);
     CHECK(cap_lmdb_find_prefix(mem, "abcd", 4, NULL, 0, NULL, &e) < 0);
+    CHECK(cap_redis_find_prefix(mem, "abcd", 4, NULL, 0, NULL, &e) < 0);
+    CHECK(cap_redis_collect(mem, NULL, 0, NULL, NULL, &e) < 0);
     CHECK(cap_archive_export(mem, &root, 1, NULL, NULL, NULL, NULL, &e) < 0);
     CHECK(cap_archive_import(mem, NULL, NULL, NULL, NULL, &e) < 0);
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore db stats|get|put|check: the LMDB blob database, named by --db
- * PATH, else $CAPSTORE_DB, else ./capstore.lmdb (cli_db_path). See
- * docs/persistence.md. The check is in cmd_db_check.c. */
+ * PATH, else $CAPSTORE_DB, else ./capstore.lmdb (cli_db_path), or a Redis
+ * tier by a redis:// URI (db_redis.c). See docs/persistence.md. The check
+ * is in cmd_db_check.c, the other actions in cmd_db_life.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,8 +42,9 @@ static void help(void)
            "file, with PATH-lock beside it. Other arguments are always hashes or files.\n"
            "A redis://[user@]host:port[,host:port...][/?prefix=P] URI instead names a\n"
            "Redis server or cluster (docs/redis.md; the password comes from\n"
-           "CAPSTORE_REDIS_PASSWORD): stats counts its blobs and roots, check re-hashes\n"
-           "every blob and walks every root's graph.\n\n"
+           "CAPSTORE_REDIS_PASSWORD): every action but compact works on it (stats\n"
+           "counts its blobs and roots, check re-hashes every blob and walks every\n"
+           "root's graph, gc deletes by SCAN and DEL: see db gc --help for its race).\n\n"
            "  stats  blob count, total bytes of the stored blobs, map size, file usage\n"
            "         (--json: one JSON object)\n"
            "  get    the wire bytes stored under HASH on standard output\n"

@@ -14,6 +14,7 @@
 #include "cmd_db.h"
 #include "cmd_db_life.h"
 #include "db_guard.h"
+#include "db_redis.h"
 #include "db_resolve.h"
 
 /* export --------------------------------------------------------------------------------------------- */
@@ -168,7 +169,9 @@ static void import_help(void)
            "record twice, the archive closed (every cap named is in it), its checksum,\n"
            "and that no named root exists here with another hash. Any flaw writes\n"
            "nothing, and the message names the bad record (its index and byte offset).\n"
-           "Creates the database if missing.\n\n"
+           "Creates the database if missing. On a redis:// tier the caps are written\n"
+           "first and the roots set after them (Redis has no transaction across a\n"
+           "cluster): a failed write may leave caps stored, never a root without its graph.\n\n"
            "options:\n"
            "  --dry-run  verify only\n"
            "  --force    replace roots that exist here with another hash\n\n"
@@ -220,7 +223,7 @@ int db_import(int argc, char **argv)
     }
     cap_backend_t *db = NULL;
     struct stat sb;
-    bool exists = stat(path, &sb) == 0;
+    bool exists = db_is_redis(path) || stat(path, &sb) == 0; /* a tier is never created (or removed) here */
     if (dry && !exists) {
         rc = cap_mem_backend_new(NULL, &db) == CAP_OK ? CLI_OK : CLI_EBADINPUT; /* nothing to compare with */
     } else {

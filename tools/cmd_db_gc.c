@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* capstore db gc [--dry-run] [ROOT...] | compact: collection
- * (cap_lmdb_collect) and giving the freed pages back to the file system
- * (cap_lmdb_compact). docs/persistence.md, "Collection". */
+ * (cap_lmdb_collect, or cap_redis_collect on a redis:// tier) and giving
+ * the freed pages back to the file system (cap_lmdb_compact; LMDB only).
+ * docs/persistence.md, "Collection"; docs/redis.md, "gc". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "cmd_db.h"
 #include "cmd_db_life.h"
 #include "db_guard.h"
+#include "db_redis.h"
 #include "db_resolve.h"
 
 /* gc ------------------------------------------------------------------------------------------------- */
@@ -30,9 +32,16 @@ static void gc_help(void)
            "             prints it, then the summary\n"
            "  --batch N  blobs deleted per transaction\n\n"
            "The file keeps its size: LMDB reuses the freed pages (db stats: free_bytes);\n"
-           "db compact gives them back. Progress (count, rate, bytes) on standard error\n"
-           "when it is a terminal. Exit status: 0, 1 (no database, an incomplete or\n"
-           "damaged graph, no such root), 2 usage.\n",
+           "db compact gives them back.\n\n"
+           "On a redis:// tier the blobs are found by SCAN and deleted N per pipelined\n"
+           "batch; the roots are read again before each batch and the graph of a root\n"
+           "set meanwhile is kept. Redis has no transaction across a cluster: a root set\n"
+           "between that re-read and the batch's deletes can still lose a blob no other\n"
+           "root reaches. Run gc when no host sets roots (db check finds such a root:\n"
+           "docs/redis.md).\n\n"
+           "Progress (count, rate, bytes) on standard error when it is a terminal.\n"
+           "Exit status: 0, 1 (no database, an incomplete or damaged graph, no such\n"
+           "root), 2 usage.\n",
            gc_usage);
 }
 
@@ -42,6 +51,38 @@ static void dry_each(void *arg, const cap_hash_t *h, const uint8_t *bytes, size_
     char hex[65];
     cli_hex(hex, h->bytes, 32);
     printf("%s %s %zu\n", hex, db_wire_kind(bytes, n), n);
+}
+
+/* gc on a Redis tier; frees `roots` and `db`. */
+static int gc_redis(cap_backend_t *db, const char *path, cap_hash_t *roots, size_t nroots, bool dry, size_t batch,
+                    db_progress_t *pr)
+{
+    cap_redis_collect_options_t o = CAP_REDIS_COLLECT_OPTIONS_INIT;
+    o.flags = dry ? CAP_REDIS_COLLECT_DRY_RUN : 0;
+    o.batch = batch;
+    o.progress = db_progress_fn;
+    o.arg = pr;
+    o.each = dry ? dry_each : NULL;
+    cap_redis_collect_result_t res;
+    cap_err_t e;
+    memset(&e, 0, sizeof e);
+    int crc = cap_redis_collect(db, roots, nroots, &o, &res, &e);
+    db_progress_end(pr);
+    free(roots);
+    cap_backend_free(db);
+    if (crc != CAP_OK) return db_error("db gc", path, crc, &e);
+    if (dry) {
+        printf("would delete %llu blobs (%llu bytes); would keep %llu blobs (%llu bytes) reachable from %llu roots\n",
+               (unsigned long long)res.deleted, (unsigned long long)res.deleted_bytes,
+               (unsigned long long)res.marked, (unsigned long long)res.marked_bytes, (unsigned long long)res.roots);
+        return CLI_OK;
+    }
+    printf("deleted %llu blobs (%llu bytes) in %llu batches; kept %llu blobs (%llu bytes) reachable from %llu roots",
+           (unsigned long long)res.deleted, (unsigned long long)res.deleted_bytes, (unsigned long long)res.batches,
+           (unsigned long long)res.marked, (unsigned long long)res.marked_bytes, (unsigned long long)res.roots);
+    if (res.late_roots) printf(" (%llu set while gc ran)", (unsigned long long)res.late_roots);
+    printf("\n");
+    return CLI_OK;
 }
 
 int db_gc(int argc, char **argv)
@@ -84,6 +125,7 @@ int db_gc(int argc, char **argv)
     db_progress_t pr;
     if (dry) db_progress_init_data(&pr);
     else db_progress_init(&pr);
+    if (db_is_redis(path)) return gc_redis(db, path, roots, (size_t)npos, dry, batch, &pr);
     cap_lmdb_collect_options_t o = CAP_LMDB_COLLECT_OPTIONS_INIT;
     o.flags = dry ? CAP_LMDB_COLLECT_DRY_RUN : 0;
     o.batch = batch;
@@ -130,7 +172,8 @@ static void compact_help(void)
            "so the file shrinks to what it holds. Only when no other process has the\n"
            "database open: otherwise it refuses and changes nothing (a process that opens\n"
            "the database while compact runs waits for it). Only the file's owner (or\n"
-           "root) may compact it; the directory needs room for the copy.\n\n"
+           "root) may compact it; the directory needs room for the copy. LMDB only: a\n"
+           "redis:// tier has nothing to compact (status 1).\n\n"
            "Exit status: 0, 1 (no database, in use, no room, ...), 2 usage.\n",
            compact_usage);
 }
@@ -143,6 +186,11 @@ int db_compact(int argc, char **argv)
     int rc = db_life_args("db compact", compact_usage, compact_help, argc, argv, opts, &path, &npos);
     if (rc != CLI_OK) return rc == DB_LIFE_HELPED ? CLI_OK : rc;
     if (npos) return cli_usage_error("db compact", compact_usage, "unexpected argument '%s'", argv[1]);
+    if (db_is_redis(path)) {
+        cli_error("db compact", "compact works on an LMDB file; a Redis tier has nothing to compact (db gc "
+                                "frees what no root reaches)");
+        return CLI_EBADINPUT;
+    }
     cap_backend_t *db;
     if ((rc = db_open_existing("db compact", path, false, &db)) != CLI_OK) return rc; /* checked, guard armed */
     cap_backend_free(db);

@@ -3,7 +3,9 @@
  * root), collection (cmd_db_gc.c: gc, compact) and archives
  * (cmd_db_archive.c: export, import). This file routes them and holds what
  * they share: the --db rule and opening the database writable without
- * creating it. */
+ * creating it. Each but compact works on a redis:// tier too
+ * (docs/redis.md), through the backend table; gc calls each backend's own
+ * collection. */
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,6 +14,7 @@
 #include "cmd_db.h"
 #include "cmd_db_life.h"
 #include "db_guard.h"
+#include "db_redis.h"
 
 typedef struct life_action {
     const char *name;
@@ -55,6 +58,7 @@ int db_life_args(const char *sub, const char *usage_text, void (*help_fn)(void),
 int db_open_existing(const char *sub, const char *path, bool writable, cap_backend_t **out)
 {
     *out = NULL;
+    if (db_is_redis(path)) return db_open(sub, path, writable, out); /* a tier is there or unreachable */
     struct stat sb;
     if (stat(path, &sb) != 0 && errno == ENOENT) {
         cli_error(sub, "no database at %s", path);

@@ -2,6 +2,7 @@
 /* capstore db ls | roots | root set NAME HASH | root rm NAME: what a
  * database holds, and its named roots. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmd_db.h"
@@ -21,7 +22,8 @@ static const char ls_usage[] = "capstore db [--db PATH] ls [--kind KIND] [--json
 static void ls_help(void)
 {
     printf("usage: %s\n\n"
-           "One line per blob of the database, sorted by hash:\n\n"
+           "One line per blob of the database (an LMDB file or a redis:// tier), sorted\n"
+           "by hash:\n\n"
            "  <hash: 64 hex digits> <kind> <size of the wire form in bytes>\n\n"
            "The kind is instance, image, data, cnode or type, read from the wire form's\n"
            "first byte (\"unknown\" for bytes that are no cap); nothing is decoded or\n"
@@ -34,21 +36,26 @@ static void ls_help(void)
            ls_usage);
 }
 
+/* A blob as ls prints it, kept where the backend's order is not the hash's. */
+typedef struct ls_line {
+    cap_hash_t h;
+    const char *kind;
+    size_t n;
+} ls_line_t;
+
 typedef struct ls_state {
     const char *kind;
     bool json, first;
     uint64_t n, bytes;
     db_progress_t pr;
+    /* Redis gives blobs in SCAN order: listed here, sorted, then printed. */
+    bool keep;
+    ls_line_t *lines;
+    size_t nlines, room;
 } ls_state_t;
 
-static int ls_one(void *arg, const cap_hash_t *h, const uint8_t *bytes, size_t n)
+static int ls_print(ls_state_t *st, const cap_hash_t *h, const char *kind, size_t n)
 {
-    ls_state_t *st = arg;
-    const char *kind = db_wire_kind(bytes, n);
-    st->n++;
-    st->bytes += n;
-    db_progress_bytes(&st->pr, "listed", st->n, st->bytes);
-    if (st->kind && strcmp(st->kind, kind) != 0) return 0;
     char hex[65];
     cli_hex(hex, h->bytes, 32);
     if (st->json) {
@@ -58,6 +65,42 @@ static int ls_one(void *arg, const cap_hash_t *h, const uint8_t *bytes, size_t n
         printf("%s %s %zu\n", hex, kind, n);
     }
     return ferror(stdout) ? 1 : 0; /* a reader gone: stop */
+}
+
+static int ls_one(void *arg, const cap_hash_t *h, const uint8_t *bytes, size_t n)
+{
+    ls_state_t *st = arg;
+    const char *kind = db_wire_kind(bytes, n);
+    st->n++;
+    st->bytes += n;
+    db_progress_bytes(&st->pr, "listed", st->n, st->bytes);
+    if (st->kind && strcmp(st->kind, kind) != 0) return 0;
+    if (!st->keep) return ls_print(st, h, kind, n);
+    if (st->nlines == st->room) {
+        size_t room = st->room ? st->room * 2 : 1024;
+        ls_line_t *v = realloc(st->lines, room * sizeof *v);
+        if (!v) return CAP_ENOMEM;
+        st->lines = v;
+        st->room = room;
+    }
+    st->lines[st->nlines++] = (ls_line_t){*h, kind, n};
+    return 0;
+}
+
+static int cmp_line(const void *a, const void *b)
+{
+    return memcmp(((const ls_line_t *)a)->h.bytes, ((const ls_line_t *)b)->h.bytes, 32);
+}
+
+/* The kept lines in hash order, each once (a SCAN may give a key twice). */
+static int ls_flush(ls_state_t *st)
+{
+    if (st->nlines) qsort(st->lines, st->nlines, sizeof *st->lines, cmp_line);
+    for (size_t i = 0; i < st->nlines; i++) {
+        if (i && memcmp(st->lines[i].h.bytes, st->lines[i - 1].h.bytes, 32) == 0) continue;
+        if (ls_print(st, &st->lines[i].h, st->lines[i].kind, st->lines[i].n)) return 1;
+    }
+    return 0;
 }
 
 int db_ls(int argc, char **argv)
@@ -85,12 +128,16 @@ int db_ls(int argc, char **argv)
     st.kind = kind;
     st.json = opts[2].seen;
     st.first = true;
+    st.keep = !cap_backend_is_lmdb(db); /* LMDB iterates in key order already */
     db_progress_init_data(&st.pr);
     cap_err_t e;
     memset(&e, 0, sizeof e);
     int crc = cap_backend_iterate(db, ls_one, &st, &e);
     db_progress_end(&st.pr);
     cap_backend_free(db);
+    if (crc == CAP_ENOMEM && e.code != CAP_ENOMEM) cap_err_set(&e, CAP_ENOMEM, "out of memory");
+    if (crc == CAP_OK) crc = ls_flush(&st);
+    free(st.lines);
     if (crc != CAP_OK && crc != 1) return db_error("db ls", path, crc, &e);
     if (st.json) printf(st.first ? "[]\n" : "\n]\n");
     return CLI_OK;

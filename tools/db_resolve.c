@@ -23,6 +23,16 @@ bool db_nameable(const char *arg)
     return n == 64 || (n >= DB_PREFIX_MIN && n < 64) || cap_root_name_valid(arg);
 }
 
+/* The blobs of `db` whose hash begins with the digits of `arg`: LMDB reads
+ * a range of keys, Redis scans with a MATCH pattern (the databases the
+ * command opens). */
+static int find_prefix(cap_backend_t *db, const char *arg, size_t n, cap_hash_t *found, size_t max, size_t *count,
+                       cap_err_t *e)
+{
+    if (cap_backend_is_redis(db)) return cap_redis_find_prefix(db, arg, n, found, max, count, e);
+    return cap_lmdb_find_prefix(db, arg, n, found, max, count, e);
+}
+
 static int resolve_hexval(char c)
 {
     return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
@@ -42,7 +52,7 @@ int db_resolve(const char *sub, const char *usage_text, cap_backend_t *db, const
     if (n >= DB_PREFIX_MIN && n < 64) {
         cap_hash_t found[SHOWN];
         size_t count = 0;
-        int rc = cap_lmdb_find_prefix(db, arg, n, found, SHOWN, &count, &e);
+        int rc = find_prefix(db, arg, n, found, SHOWN, &count, &e);
         if (rc != CAP_OK) {
             char msg[256];
             cap_err_format(&e, msg, sizeof msg);

@@ -400,6 +400,66 @@ typedef struct cap_redis_stats {
  * is not a Redis backend; CAP_EBACKEND. */
 int cap_redis_stats(const cap_backend_t *b, cap_redis_stats_t *st, cap_err_t *err);
 
+/** cap_lmdb_find_prefix for a Redis backend: the blobs whose hash begins
+ * with the `ndigits` hex digits of `prefix`, the first `max` in ascending
+ * order into `out`, their number in *found. A SCAN of every master,
+ * matched by the server on the prefix's whole bytes (an odd last digit is
+ * checked here), so it costs a pass over the keyspace, not a range read.
+ * CAP_EINVAL for a bad prefix or a backend not made by cap_redis_open;
+ * CAP_EBACKEND; CAP_ENOMEM. */
+int cap_redis_find_prefix(const cap_backend_t *b, const char *prefix, size_t ndigits, cap_hash_t *out,
+                          size_t max, size_t *found, cap_err_t *err);
+
+/** cap_redis_collect_options_t.flags */
+#define CAP_REDIS_COLLECT_DRY_RUN 1u /**< delete nothing; count (and list through `each`)
+                                          what would go */
+
+typedef struct cap_redis_collect_options {
+    size_t size;        /**< sizeof(cap_redis_collect_options_t), or 0 for this layout */
+    unsigned flags;     /**< CAP_REDIS_COLLECT_* */
+    size_t batch;       /**< blobs deleted per pipelined batch; 0: 1024; at most 65536 */
+    cap_progress_fn progress; /**< phases "mark", "sweep"; may be NULL */
+    /** Dry run only (may be NULL): each blob that would be deleted, in hash
+     * order, its bytes borrowed for the call. */
+    void (*each)(void *arg, const cap_hash_t *h, const uint8_t *bytes, size_t n);
+    void *arg;          /**< for progress and each */
+} cap_redis_collect_options_t;
+
+#define CAP_REDIS_COLLECT_OPTIONS_INIT {sizeof(cap_redis_collect_options_t), 0u, 0, 0, 0, 0}
+
+typedef struct cap_redis_collect_result {
+    uint64_t roots;         /**< distinct roots marked from: named roots and the hashes given */
+    uint64_t marked;        /**< blobs reachable from them (kept) */
+    uint64_t marked_bytes;  /**< their bytes */
+    uint64_t scanned;       /**< distinct blobs the sweep's SCAN met */
+    uint64_t deleted;       /**< blobs deleted (dry run: that would be) */
+    uint64_t deleted_bytes; /**< their bytes */
+    uint64_t batches;       /**< pipelined delete batches sent */
+    uint64_t late_roots;    /**< roots set or moved while the sweep ran (marked then, kept) */
+} cap_redis_collect_result_t;
+
+/** Delete every blob of the Redis backend `b` (under its prefix) that no
+ * root reaches: mark the graphs of its named roots and of the `nroots`
+ * hashes given, walked in the server (cap_backend_walk), then SCAN every
+ * master and DEL the unmarked blobs `batch` at a time, one pipeline per
+ * batch. Before each batch the roots are read again and the graph of any
+ * root set or moved since is marked first. Redis has no transaction
+ * across a cluster, so a root set between that re-read and the batch's
+ * DELs can still lose a blob no other root reaches (docs/redis.md, "gc":
+ * run it when no host sets roots, and `capstore db check` finds such a
+ * root). Blobs no root reaches are deleted even when written during the
+ * sweep. Nothing is deleted, and the result is an error, when a marked
+ * graph is incomplete: a hash given or reached is not stored
+ * (CAP_EBLOBMISSING, err->hash) or a blob's children cannot be read
+ * (CAP_EDECODE, err->hash). A late root's incomplete graph stops the sweep
+ * the same way (what was deleted before stays deleted). `opt` may be
+ * NULL; `res` (may be NULL) gets the counts. CAP_EINVAL for a backend not
+ * made by cap_redis_open or NULL roots with nroots > 0; CAP_EBACKEND
+ * ("read-only", a server error) unless a dry run; CAP_ENOMEM. */
+int cap_redis_collect(const cap_backend_t *b, const cap_hash_t *roots, size_t nroots,
+                      const cap_redis_collect_options_t *opt, cap_redis_collect_result_t *res,
+                      cap_err_t *err);
+
 /* Fault injection (host only; for testing error paths) ------------------------------------- */
 
 /** Which calls a fault plan affects (bit mask). */

@@ -533,76 +533,6 @@ static int redis_root_list(void *ctx, cap_backend_root_fn fn, void *arg, cap_err
 
 /* Iterate ---------------------------------------------------------------------------------- */
 
-/* The prefix as a SCAN MATCH pattern: glob characters escaped, then '*'. */
-static char *match_pattern(const redis_t *r, size_t *len)
-{
-    char *p = malloc(r->prefix_len * 2 + 2);
-    if (!p) return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < r->prefix_len; i++) {
-        char c = r->prefix[i];
-        if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') p[o++] = '\\';
-        p[o++] = c;
-    }
-    p[o++] = '*';
-    p[o] = 0;
-    *len = o;
-    return p;
-}
-
-/* Scan every master for keys of blob form; `each` gets each batch of
- * hashes found (one SCAN page). */
-static int scan_blobs(redis_t *r, int (*each)(void *arg, const cap_hash_t *hs, size_t n), void *arg,
-                      cap_err_t *err)
-{
-    size_t plen;
-    char *pat = match_pattern(r, &plen);
-    cap_hash_t *page = malloc(4096 * sizeof *page);
-    if (!pat || !page) {
-        free(pat);
-        free(page);
-        return cap_err_set(err, CAP_ENOMEM, "out of memory");
-    }
-    unsigned masters[REDIS_MAX_NODES];
-    size_t nm = redis_masters(r, masters, REDIS_MAX_NODES);
-    int rc = CAP_OK;
-    for (size_t m = 0; m < nm && rc == CAP_OK; m++) {
-        char cursor[32] = "0";
-        do {
-            const char *argv[6] = {"SCAN", cursor, "MATCH", pat, "COUNT", "1000"};
-            size_t argvlen[6] = {4, strlen(cursor), 5, plen, 5, 4};
-            redisReply *rep = redis_node_command(r, masters[m], 6, argv, argvlen, err);
-            if (!rep) {
-                rc = CAP_EBACKEND;
-                break;
-            }
-            if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-                rep->element[0]->type != REDIS_REPLY_STRING ||
-                rep->element[1]->type != REDIS_REPLY_ARRAY) {
-                rc = redis_node_fail(r, masters[m], err, "SCAN failed",
-                                     rep->type == REDIS_REPLY_ERROR ? rep->str : NULL);
-                freeReplyObject(rep);
-                break;
-            }
-            snprintf(cursor, sizeof cursor, "%s", rep->element[0]->str);
-            const redisReply *keys = rep->element[1];
-            size_t np = 0;
-            for (size_t i = 0; i < keys->elements && np < 4096; i++) {
-                const redisReply *k = keys->element[i];
-                if (k->type != REDIS_REPLY_STRING || (size_t)k->len != r->prefix_len + 32 ||
-                    memcmp(k->str, r->prefix, r->prefix_len) != 0)
-                    continue;
-                memcpy(page[np++].bytes, k->str + r->prefix_len, 32);
-            }
-            freeReplyObject(rep);
-            if (np) rc = each(arg, page, np);
-        } while (rc == CAP_OK && strcmp(cursor, "0") != 0);
-    }
-    free(pat);
-    free(page);
-    return rc;
-}
-
 typedef struct iter_ctx {
     redis_t *r;
     cap_backend_iter_fn fn;
@@ -640,7 +570,7 @@ static int iter_page(void *arg, const cap_hash_t *hs, size_t n)
 static int redis_iterate(void *ctx, cap_backend_iter_fn fn, void *arg, cap_err_t *err)
 {
     iter_ctx_t it = {ctx, fn, arg, err};
-    return scan_blobs(ctx, iter_page, &it, err);
+    return redis_scan_blobs(ctx, NULL, 0, iter_page, &it, err);
 }
 
 /* Stats ------------------------------------------------------------------------------------ */
@@ -692,7 +622,7 @@ int cap_redis_stats(const cap_backend_t *b, cap_redis_stats_t *st, cap_err_t *er
     pthread_rwlock_unlock(&r->map_mu);
     st->wait_replicas = r->wait_replicas;
     stats_ctx_t sc = {r, st, err};
-    int rc = scan_blobs(r, stats_page, &sc, err);
+    int rc = redis_scan_blobs(r, NULL, 0, stats_page, &sc, err);
     if (rc != CAP_OK) return rc;
     redisReply *rep = roots_command(r, "HLEN", NULL, NULL, 0, false, err);
     if (!rep) return err ? err->code : CAP_EBACKEND;

@@ -5,7 +5,10 @@
  *   redis_conn.c     connections per node (pooled), pipelined batches with
  *                    MOVED / ASK / retries
  *   redis_backend.c  the backend table (sys/backend.h) and cap_redis_open
- *   redis_walk.c     a graph's closure in the server (roots check it) */
+ *   redis_walk.c     a graph's closure in the server (roots check it)
+ *   redis_scan.c     blob keys found by SCAN (iterate, stats, prefixes, gc)
+ *   redis_prefix.c   cap_redis_find_prefix
+ *   redis_collect.c  cap_redis_collect */
 #ifndef CAPSTORE_REDIS_INTERNAL_H
 #define CAPSTORE_REDIS_INTERNAL_H
 
@@ -157,6 +160,15 @@ redisReply *redis_node_command(redis_t *r, unsigned ni, int argc, const char **a
 void redis_blob_key(const redis_t *r, const cap_hash_t *h, uint8_t *buf);
 /* The roots hash's key: prefix + "roots" (malloc'd into *key). */
 int redis_roots_key(const redis_t *r, char **key, size_t *len);
+
+/* Scans (redis_scan.c) ---------------------------------------------------------------------- */
+
+/* SCAN every master for blob keys whose hash begins with the `ntail` bytes
+ * `tail` (0: every blob key); `each` gets the hashes of each page and may
+ * stop the scan by returning non-zero (returned). SCAN may give a key more
+ * than once, and one written or deleted meanwhile or not. */
+int redis_scan_blobs(redis_t *r, const uint8_t *tail, size_t ntail,
+                     int (*each)(void *arg, const cap_hash_t *hs, size_t n), void *arg, cap_err_t *err);
 
 /* Closure (redis_walk.c) ------------------------------------------------------------------- */
 

@@ -116,6 +116,12 @@
     X(lmdb_find_prefix, (const cap_backend_t *b, const char *prefix, size_t ndigits, \
       cap_hash_t *out, size_t max, size_t *found, cap_err_t *err), (b, prefix, ndigits, out, \
       max, found, e)) \
+    X(redis_find_prefix, (const cap_backend_t *b, const char *prefix, size_t ndigits, \
+      cap_hash_t *out, size_t max, size_t *found, cap_err_t *err), (b, prefix, ndigits, out, \
+      max, found, e)) \
+    X(redis_collect, (const cap_backend_t *b, const cap_hash_t *roots, size_t nroots, \
+      const cap_redis_collect_options_t *opt, cap_redis_collect_result_t *res, cap_err_t *err), \
+      (b, roots, nroots, opt, res, e)) \
     X(archive_export, (const cap_backend_t *b, const cap_backend_root_t *roots, size_t nroots, \
       const cap_archive_options_t *opt, cap_archive_write_fn write, void *warg, \
       cap_archive_result_t *res, cap_err_t *err), (b, roots, nroots, opt, write, warg, res, e)) \
@@ -188,6 +194,8 @@ unsigned long cap_test_err_failures(size_t i);
 #define cap_lmdb_collect(...) cap_test_lmdb_collect(__FILE__, __LINE__, __VA_ARGS__)
 #define cap_lmdb_compact(...) cap_test_lmdb_compact(__FILE__, __LINE__, __VA_ARGS__)
 #define cap_lmdb_find_prefix(...) cap_test_lmdb_find_prefix(__FILE__, __LINE__, __VA_ARGS__)
+#define cap_redis_find_prefix(...) cap_test_redis_find_prefix(__FILE__, __LINE__, __VA_ARGS__)
+#define cap_redis_collect(...) cap_test_redis_collect(__FILE__, __LINE__, __VA_ARGS__)
 #define cap_archive_export(...) cap_test_archive_export(__FILE__, __LINE__, __VA_ARGS__)
 #define cap_archive_import(...) cap_test_archive_import(__FILE__, __LINE__, __VA_ARGS__)
 #endif
