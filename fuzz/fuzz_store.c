@@ -381,7 +381,7 @@ static void step(world_t *w, input_t *in)
         cap_err_t err;
         rc = cap_store_put_caps(s, caps, n, got, &err);
         if (unsettled < 4) {
-            if (rc != CAP_EUNSETTLED || err.offset != unsettled) violated("put_caps did not name the unsettled cap");
+            if (rc != CAP_EUNSETTLED || !err.has_index || err.index != unsettled) violated("put_caps did not name the unsettled cap");
             for (unsigned i = 0; i < n; i++)
                 if (i != unsettled && cap_hash(caps[i], &hs[i]) == CAP_OK && !was[i] &&
                     cap_store_contains_blob(s, &hs[i]))
