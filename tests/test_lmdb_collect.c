@@ -19,6 +19,7 @@
 #include "capstore/host.h"
 #include "capstore/persist.h"
 #include "check.h"
+#include "lmdb_raw.h"
 #include "test_graph.h"
 
 static char dir[256];
@@ -181,7 +182,11 @@ static void test_basic(void)
     junk[2] ^= 0xff;
     dam.bytes = junk;
     cap_backend_write_result_t wr;
-    CHECK_EQ_INT(cap_backend_write_many(b, &dam, 1, NULL, 0, &wr, &e), CAP_OK);
+    /* Past the backend: its writes keep a sound value (sys/backend.h). */
+    cap_backend_free(b);
+    CHECK_EQ_INT(test_lmdb_raw_put(p, &dam.hash, dam.bytes, dam.n), 0);
+    b = open_db(p, false);
+    if (!b) return;
     memset(&e, 0, sizeof e);
     CHECK_EQ_INT(cap_lmdb_collect(b, NULL, 0, NULL, &res, &e), CAP_EDECODE);
     CHECK(e.has_hash && memcmp(e.hash.bytes, a.root.bytes, 32) == 0);

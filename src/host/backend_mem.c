@@ -118,9 +118,9 @@ static void free_copies(mem_backend_t *m, uint8_t **copies, const cap_backend_it
 }
 
 /* Store the items: a hash not held is added (written); one held with other
- * bytes gets the new ones (repaired: equal hashes mean equal wire bytes,
- * and writers hand over verified bytes); one held with the same bytes is
- * left alone. All or nothing: every copy is made before the table changes. */
+ * bytes gets the new ones when cap_backend_replaces says so (damage, or a
+ * copy with more pages missing: repaired), else keeps its own; one held
+ * with the same bytes is left alone. All or nothing: every copy is made before the table changes. */
 static int mem_put(mem_backend_t *m, const cap_backend_item_t *items, size_t n, cap_backend_write_result_t *res,
                    cap_err_t *err)
 {
@@ -148,8 +148,27 @@ static int mem_put(mem_backend_t *m, const cap_backend_item_t *items, size_t n, 
         return cap_backend_fail(err, CAP_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < n; i++) old_n[i] = items[i].n;
+    uint8_t *keep = m->alloc->allocate(m->alloc->ctx, n); /* keep[i]: the stored bytes stay */
+    if (!keep) {
+        free_copies(m, copies, items, n);
+        m->alloc->deallocate(m->alloc->ctx, copies, n * sizeof(uint8_t *));
+        m->alloc->deallocate(m->alloc->ctx, old_n, n * sizeof(size_t));
+        return cap_backend_fail(err, CAP_ENOMEM, "out of memory");
+    }
     pthread_rwlock_wrlock(&m->lock);
     int rc = reserve(m, n);
+    /* Every decision first, so that a failure changes nothing. */
+    for (size_t i = 0; i < n && rc == CAP_OK; i++) {
+        const mem_entry_t *e = &m->slots[find(m->slots, m->cap, &items[i].hash)];
+        bool replace = true;
+        keep[i] = 0;
+        if (!e->used || (e->n == items[i].n && (e->n == 0 || memcmp(e->bytes, items[i].bytes, e->n) == 0)))
+            continue;
+        if (cap_backend_replaces(&items[i].hash, e->bytes, e->n, items[i].bytes, items[i].n, m->alloc, &replace) !=
+            CAP_OK)
+            rc = CAP_ENOMEM;
+        keep[i] = !replace;
+    }
     uint64_t batch = ++m->batches;
     if (rc == CAP_OK) {
         for (size_t i = 0; i < n; i++) {
@@ -159,7 +178,8 @@ static int mem_put(mem_backend_t *m, const cap_backend_item_t *items, size_t n, 
             if (e->used) {
                 if (e->n == items[i].n && (e->n == 0 || memcmp(e->bytes, items[i].bytes, e->n) == 0))
                     continue; /* content addressed: already there */
-                uint8_t *old = e->bytes; /* damaged: replace */
+                if (keep[i]) continue; /* a sound encoding that knows as much */
+                uint8_t *old = e->bytes; /* damaged, or fewer pages known: replace */
                 old_n[i] = e->n;
                 e->bytes = copies[i];
                 e->n = items[i].n;
@@ -182,6 +202,7 @@ static int mem_put(mem_backend_t *m, const cap_backend_item_t *items, size_t n, 
         if (copies[i] && old_n[i]) m->alloc->deallocate(m->alloc->ctx, copies[i], old_n[i]);
     m->alloc->deallocate(m->alloc->ctx, old_n, n * sizeof(size_t));
     m->alloc->deallocate(m->alloc->ctx, copies, n * sizeof(uint8_t *));
+    m->alloc->deallocate(m->alloc->ctx, keep, n);
     if (rc != CAP_OK) {
         res->written = res->repaired = 0;
         return cap_backend_fail(err, rc, "out of memory");

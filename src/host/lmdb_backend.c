@@ -10,6 +10,7 @@
  * decoder past the mapping). Writes repair: a hash stored with other bytes than the verified
  * ones being written gets them, in the same transaction (equal hashes mean
  * equal wire bytes; sys/backend.h). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -194,8 +195,9 @@ static size_t *batch_order(const cap_backend_item_t *items, size_t n)
  * back lies in the map, where cap_lm_val_ok can judge it. */
 enum { PUT_NEW, PUT_SAME, PUT_REPAIR };
 
-/* Classify every item: not stored (new), stored with the same bytes, or
- * stored with other bytes (to repair). A stored value that does not lie
+/* Classify every item: not stored (new), stored with the same bytes (or
+ * with other bytes worth keeping: cap_backend_replaces), or stored with
+ * other bytes to replace (to repair). A stored value that does not lie
  * inside the file cannot be replaced safely (LMDB would move bytes by its
  * damaged size): *bad names it. */
 static int classify(lmdb_env_t *e, MDB_txn *txn, const cap_backend_item_t *items, size_t n, uint8_t *what,
@@ -214,6 +216,13 @@ static int classify(lmdb_env_t *e, MDB_txn *txn, const cap_backend_item_t *items
             return MDB_CORRUPTED;
         }
         bool same = v.mv_size == items[i].n && (items[i].n == 0 || memcmp(v.mv_data, items[i].bytes, items[i].n) == 0);
+        if (!same) { /* damage, or another encoding of the same cap (sys/backend.h) */
+            bool replace = true;
+            if (cap_backend_replaces(&items[i].hash, v.mv_data, v.mv_size, items[i].bytes, items[i].n,
+                                     cap_alloc_libc(), &replace) != CAP_OK)
+                return ENOMEM;
+            same = !replace;
+        }
         what[i] = same ? PUT_SAME : PUT_REPAIR;
     }
     return 0;

@@ -11,7 +11,9 @@
  *             EXISTS (absent, or an empty value that will not decode)
  *   exists    EXISTS key
  *   write     SET key value GET: a plain overwrite, so damaged bytes are
- *             replaced, whose old value tells new / same / repaired; each
+ *             replaced, whose old value tells new / same / repaired (an
+ *             old value that cap_backend_replaces keeps, a sound copy with
+ *             fewer pages missing, is written back); each
  *             node's pipeline ends with WAIT when writes must reach replicas
  *   roots     HGET / HSET / HDEL / HGETALL on the roots hash; a root is set
  *             only after its closure was found complete in the server */
@@ -337,14 +339,40 @@ static int write_items(redis_t *r, const cap_backend_item_t *items, size_t n,
         c->write = true;
     }
     int rc = redis_batch_run(r, cmds, n, err);
-    size_t written = 0, repaired = 0, nagain = 0;
+    size_t written = 0, repaired = 0, nagain = 0, nback = 0;
+    /* Old values worth more than the new ones (cap_backend_replaces: a sound
+     * encoding with fewer pages missing), written back below. */
+    cap_backend_item_t *back = NULL;
+    size_t *backs = NULL;
     for (size_t i = 0; i < n && rc == CAP_OK; i++) {
         const redisReply *rep = cmds[i].reply;
         if (rep->type == REDIS_REPLY_NIL) {
             written++;
         } else if (rep->type == REDIS_REPLY_STRING) {
-            if ((size_t)rep->len != items[i].n || memcmp(rep->str, items[i].bytes, items[i].n) != 0)
+            if ((size_t)rep->len == items[i].n && memcmp(rep->str, items[i].bytes, items[i].n) == 0) continue;
+            bool replace = true;
+            if (!back) {
+                back = calloc(n, sizeof *back);
+                backs = malloc(n * sizeof *backs);
+            }
+            uint8_t *copy = back && backs ? malloc(rep->len ? (size_t)rep->len : 1) : NULL;
+            if (!copy ||
+                cap_backend_replaces(&items[i].hash, (const uint8_t *)rep->str, (size_t)rep->len, items[i].bytes,
+                                     items[i].n, cap_alloc_libc(), &replace) != CAP_OK) {
+                free(copy);
+                rc = cap_err_set(err, CAP_ENOMEM, "out of memory");
+                break;
+            }
+            if (replace) {
+                free(copy);
                 repaired++;
+                continue;
+            }
+            memcpy(copy, rep->str, (size_t)rep->len);
+            back[i].hash = items[i].hash;
+            back[i].bytes = copy;
+            back[i].n = (size_t)rep->len;
+            backs[nback++] = i;
         } else if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "WRONGTYPE", 9) == 0) {
             again[nagain++] = i;
         } else {
@@ -362,6 +390,16 @@ static int write_items(redis_t *r, const cap_backend_item_t *items, size_t n,
         rc = overwrite(r, keys, items, again, nagain, err);
         repaired += nagain;
     }
+    /* Also after a failure: a value already replaced goes back. */
+    if (nback) {
+        cap_err_t e2;
+        int brc = overwrite(r, keys, back, backs, nback, rc == CAP_OK ? err : &e2);
+        if (rc == CAP_OK) rc = brc;
+    }
+    if (back)
+        for (size_t j = 0; j < nback; j++) free((void *)back[backs[j]].bytes);
+    free(back);
+    free(backs);
     free(keys);
     free(again);
     if (rc == CAP_OK && res) {

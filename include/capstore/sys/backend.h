@@ -16,14 +16,17 @@
  * (the store, the tools) use rather than the raw pointers.
  *
  * Rules every backend follows:
- *   - Content addressing: the wire form is canonical, so equal hashes mean
- *     equal bytes. `write` of a hash already held with the same bytes
- *     changes nothing; a hash held with *other* bytes (a damaged or poisoned
- *     entry: writers hand over verified bytes) is overwritten with the new
- *     bytes in the same transaction, and counted as repaired where the
- *     backend reports counts (write_many). A backend does not hash what it
- *     is given; readers verify (cap_persist_fetch), unless the backend is
- *     flagged CAP_BACKEND_TRUSTED.
+ *   - Content addressing: `write` of a hash already held with the same
+ *     bytes changes nothing. Equal hashes need not mean equal bytes (a Data
+ *     page hashes alike loaded, empty or missing), so a hash held with
+ *     *other* bytes is decided by cap_backend_replaces: bytes that are not a
+ *     valid encoding of the hash (damaged, poisoned) are overwritten with the
+ *     new ones in the same transaction, as is a valid encoding that leaves
+ *     more pages missing than the new one; any other stored value is kept.
+ *     Writers hand over verified bytes. A replacement is counted as repaired
+ *     where the backend reports counts (write_many). A backend does not hash
+ *     what it is given otherwise; readers verify (cap_persist_fetch), unless
+ *     the backend is flagged CAP_BACKEND_TRUSTED.
  *   - Errors are returned, never raised: CAP_ENOTFOUND for an absent hash,
  *     CAP_ENOMEM when the caller's allocator fails, CAP_EBACKEND for anything
  *     else (I/O, full disk, closed, read-only) with err->what set to static
@@ -232,6 +235,17 @@ int cap_backend_root_list(const cap_backend_t *b, cap_backend_root_fn fn, void *
                           cap_err_t *err);
 /** Whether the backend has the root entries (version 2 and all four set). */
 bool cap_backend_has_roots(const cap_backend_t *b);
+
+/** The content-addressing rule above, for a write that finds `h` stored
+ * with other bytes: *replace = true when the stored bytes do not decode to a
+ * cap of hash `h` (damage: the new bytes repair it), or when both decode and
+ * the new bytes leave fewer Data pages missing (a fuller copy); false when
+ * the stored value is sound and knows at least as much (keeping it loses
+ * nothing), or the new bytes do not decode to a cap of hash `h`. Decodes
+ * and verifies both with `a` (a hash of each, on this rare path only). CAP_OK, CAP_EINVAL (NULL), CAP_ENOMEM (*replace unset).
+ * Freestanding. */
+int cap_backend_replaces(const cap_hash_t *h, const uint8_t *stored, size_t stored_n, const uint8_t *incoming,
+                         size_t incoming_n, const cap_alloc_t *a, bool *replace);
 
 /** A valid root name: 1..CAP_ROOT_NAME_MAX bytes of [A-Za-z0-9._/-], not
  * all hex digits (so a name never reads as a hash or a hash prefix), and
