@@ -31,13 +31,16 @@ minor=${rest%%.*}
 CC=$(command -v "$CC") || fail "no C compiler $4"
 # The C++ compiler of the same family as the C one (an instrumented library
 # needs the matching runtime).
+# A cross compiler's too (s390x-linux-gnu-gcc: s390x-linux-gnu-g++, which
+# may not be installed: then no C++ consumer, never the host's c++).
 case $(basename "$CC") in
-    clang*) CXX=$(dirname "$CC")/$(basename "$CC" | sed 's/^clang/clang++/') ;;
-    gcc*) CXX=$(dirname "$CC")/$(basename "$CC" | sed 's/^gcc/g++/') ;;
-    *) CXX=$(dirname "$CC")/c++ ;;
+    *clang*) CXX=$(dirname "$CC")/$(basename "$CC" | sed 's/clang/clang++/') ;;
+    *gcc*) CXX=$(dirname "$CC")/$(basename "$CC" | sed 's/gcc/g++/') ;;
+    cc) CXX=$(dirname "$CC")/c++ ;;
+    *) CXX= ;;
 esac
 cxx_args=(-DCONSUMER_CXX=OFF)
-[ -x "$CXX" ] && cxx_args=(-DCONSUMER_CXX=ON -DCMAKE_CXX_COMPILER="$CXX" -DCMAKE_CXX_FLAGS="$EXTRA")
+[ -n "$CXX" ] && [ -x "$CXX" ] && cxx_args=(-DCONSUMER_CXX=ON -DCMAKE_CXX_COMPILER="$CXX" -DCMAKE_CXX_FLAGS="$EXTRA")
 
 configure() { # <build dir> <version wanted>
     cmake -S "$SRC/tests/consumer" -B "$1" -DCMAKE_PREFIX_PATH="$PREFIX" \
@@ -52,20 +55,26 @@ grep -q "capstore $version found in $PREFIX/" "$WORK/configure.log" ||
 cmake --build "$WORK/consumer" >"$WORK/build.log" 2>&1 ||
     { cat "$WORK/build.log" >&2; fail "building the consumer"; }
 
+# CAPSTORE_EXEC: put before every program run here (an emulator, for a
+# cross build); empty runs them directly.
+X=${CAPSTORE_EXEC:-}
+libs() { # the libraries a program loads: ldd cannot read a foreign one, its loader can
+    if [ -n "$X" ]; then LD_TRACE_LOADED_OBJECTS=1 $X "$1"; else ldd "$1"; fi
+}
 cd "$WORK/consumer"
-./consumer_shared >shared.out || fail "consumer_shared: $(cat shared.out)"
-./consumer_static >static.out || fail "consumer_static: $(cat static.out)"
+$X ./consumer_shared >shared.out || fail "consumer_shared: $(cat shared.out)"
+$X ./consumer_static >static.out || fail "consumer_static: $(cat static.out)"
 # The Type cap whose chain is 32 bytes of 0x11 (README's example).
 grep -qx "capstore $version type 8908bc88[0-9a-f]*89262e8" shared.out || fail "consumer_shared printed: $(cat shared.out)"
 cmp -s shared.out static.out || fail "the shared and static consumers differ"
-if command -v ldd >/dev/null; then
-    deps=$(ldd ./consumer_shared)
+if [ -n "$X" ] || command -v ldd >/dev/null; then
+    deps=$(libs ./consumer_shared)
     grep -q "$PREFIX/lib.*/libcapstore.so" <<<"$deps" || fail "consumer_shared is not linked to the installed libcapstore.so"
-    deps=$(ldd ./consumer_static)
+    deps=$(libs ./consumer_static)
     ! grep -q "libcapstore.so" <<<"$deps" || fail "consumer_static is linked to libcapstore.so"
 fi
 if [ -x consumer_cxx ]; then
-    ./consumer_cxx >cxx.out || fail "consumer_cxx: $(cat cxx.out)"
+    $X ./consumer_cxx >cxx.out || fail "consumer_cxx: $(cat cxx.out)"
     cmp -s shared.out cxx.out || fail "the C++ consumer printed: $(cat cxx.out)"
     echo "C++ consumer: ok"
 else

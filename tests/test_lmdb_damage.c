@@ -279,15 +279,22 @@ static void save(void)
     write_file(db, img, img_len);
 }
 
-static uint16_t u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+/* LMDB writes its fields in the host's byte order (s390x in CI is
+ * big-endian). */
+static uint16_t u16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
 static uint64_t u64(const uint8_t *p)
 {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
     return v;
 }
 
-/* The base's layout (LMDB 0.9, 64-bit, little-endian): page size, the
+/* The base's layout (LMDB 0.9, 64-bit, the host's byte order): page size, the
  * meta page in use (file format 2: the open's commit, then the put's), and
  * the root page of the "blobs" database, named in the unnamed database. */
 static uint32_t psize;
@@ -298,7 +305,16 @@ static unsigned cur_meta;
 static uint8_t *page(uint64_t p) { return img + p * psize; }
 static unsigned numkeys(const uint8_t *pg) { return (u16(pg + 12) - 16u) / 2; }
 static uint8_t *node(uint8_t *pg, unsigned i) { return pg + u16(pg + 16 + 2 * i); }
-static uint64_t child_page(const uint8_t *n) { return u16(n) | (uint64_t)u16(n + 2) << 16 | (uint64_t)u16(n + 4) << 32; }
+/* A branch node's page number: its low and high 16 bits (in that order on
+ * a little-endian host, swapped on a big-endian one), then the flags word. */
+static uint64_t child_page(const uint8_t *n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return u16(n + 2) | (uint64_t)u16(n) << 16 | (uint64_t)u16(n + 4) << 32;
+#else
+    return u16(n) | (uint64_t)u16(n + 2) << 16 | (uint64_t)u16(n + 4) << 32;
+#endif
+}
 
 /* A leaf page, and in it a node with an inline value (bigdata false) or
  * an overflow value (true); the vector index of its key. */
@@ -391,7 +407,11 @@ static void named_cases(void)
     fresh();
     rp = page(root);
     uint64_t leaf = child_page(node(rp, 1));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    page(leaf)[11] ^= 0x01; /* the flags word's low byte */
+#else
     page(leaf)[10] ^= 0x01;
+#endif
     exercise("leaf flags", 1, 32);
 
     /* Truncation. */
@@ -512,7 +532,7 @@ int main(int argc, char **argv)
     base_img = read_all(base, &base_len);
     CHECK(base_img && base_len >= 3 * 4096);
     if (!base_img || base_len < 3 * 4096) return check_done("test_lmdb_damage");
-    psize = (uint32_t)(base_img[40] | base_img[41] << 8 | base_img[42] << 16 | (uint32_t)base_img[43] << 24);
+    memcpy(&psize, base_img + 40, sizeof psize);
     cur_meta = u64(base_img + psize + 144) > u64(base_img + 144) ? 1 : 0;
     const uint8_t *main_db = base_img + cur_meta * psize + 16 + 24 + 48;
     uint8_t *main_leaf = base_img + u64(main_db + 40) * psize;

@@ -173,7 +173,20 @@ static int mem_put(mem_backend_t *m, const cap_backend_item_t *items, size_t n, 
     if (rc == CAP_OK) {
         for (size_t i = 0; i < n; i++) {
             mem_entry_t *e = &m->slots[find(m->slots, m->cap, &items[i].hash)];
-            if (e->used && e->batch == batch) continue; /* named twice in the batch: the first stays */
+            if (e->used && e->batch == batch) { /* named twice in the batch: the fuller copy stays */
+                bool replace = false;
+                if ((e->n != items[i].n || (e->n && memcmp(e->bytes, items[i].bytes, e->n) != 0)) &&
+                    cap_backend_replaces(&items[i].hash, e->bytes, e->n, items[i].bytes, items[i].n, m->alloc,
+                                         &replace) == CAP_OK &&
+                    replace) {
+                    uint8_t *old = e->bytes;
+                    old_n[i] = e->n;
+                    e->bytes = copies[i];
+                    e->n = items[i].n;
+                    copies[i] = old;
+                }
+                continue;
+            }
             e->batch = batch;
             if (e->used) {
                 if (e->n == items[i].n && (e->n == 0 || memcmp(e->bytes, items[i].bytes, e->n) == 0))

@@ -229,7 +229,7 @@ static int classify(lmdb_env_t *e, MDB_txn *txn, const cap_backend_item_t *items
 }
 
 /* Put one classified item. A new one met again (the batch names a hash
- * twice) is the bytes just written: nothing to do. */
+ * twice) meets the bytes just written: the fuller copy stays. */
 static int put_one(lmdb_env_t *e, MDB_txn *txn, const cap_backend_item_t *it, uint8_t what,
                    cap_backend_write_result_t *res)
 {
@@ -237,7 +237,18 @@ static int put_one(lmdb_env_t *e, MDB_txn *txn, const cap_backend_item_t *it, ui
     MDB_val k = {32, (void *)it->hash.bytes};
     MDB_val v = {it->n, (void *)it->bytes};
     int rc = mdb_put(txn, e->dbi, &k, &v, what == PUT_NEW ? MDB_NOOVERWRITE : 0);
-    if (rc == MDB_KEYEXIST) return 0;
+    if (rc == MDB_KEYEXIST) { /* named twice in the batch: the fuller copy stays */
+        MDB_val cur;
+        bool replace = false;
+        if (mdb_get(txn, e->dbi, &k, &cur) != 0 ||
+            (cur.mv_size == it->n && (it->n == 0 || memcmp(cur.mv_data, it->bytes, it->n) == 0)))
+            return 0;
+        if (cap_backend_replaces(&it->hash, cur.mv_data, cur.mv_size, it->bytes, it->n, cap_alloc_libc(),
+                                 &replace) != CAP_OK)
+            return ENOMEM;
+        MDB_val fuller = {it->n, (void *)it->bytes}; /* v now names the stored value (LMDB's KEYEXIST) */
+        return replace ? mdb_put(txn, e->dbi, &k, &fuller, 0) : 0;
+    }
     if (rc == 0) {
         if (what == PUT_NEW) res->written++;
         else res->repaired++;

@@ -78,6 +78,16 @@ void encodings_check(const cap_backend_t *b, const char *name, unsigned salt)
     holds(b, name, "thin, then full", &q.h, q.full, q.full_n);
     put(b, &q.h, q.thin, q.thin_n, 0, 0);
     holds(b, name, "thin again", &q.h, q.full, q.full_n);
+    /* One batch naming a hash twice: the fuller copy stays, either order. */
+    pair_t u, v;
+    make_pair(&u, salt * 2 + 2000);
+    make_pair(&v, salt * 2 + 3000);
+    cap_backend_item_t twice[4] = {{u.h, u.thin, u.thin_n}, {u.h, u.full, u.full_n},
+                                   {v.h, v.full, v.full_n}, {v.h, v.thin, v.thin_n}};
+    cap_backend_write_result_t res;
+    CHECK_EQ_INT(cap_backend_write_many(b, twice, 4, NULL, 0, &res, NULL), CAP_OK);
+    holds(b, name, "thin and full in one batch", &u.h, u.full, u.full_n);
+    holds(b, name, "full and thin in one batch", &v.h, v.full, v.full_n);
     /* Bytes that do not decode never replace a sound value... */
     uint8_t junk[40];
     memset(junk, 0x5a, sizeof junk);
@@ -89,8 +99,8 @@ void encodings_check(const cap_backend_t *b, const char *name, unsigned salt)
     put(b, &r.h, junk, sizeof junk, 1, 0);
     put(b, &r.h, r.thin, r.thin_n, 0, 1);
     holds(b, name, "damaged, then thin", &r.h, r.thin, r.thin_n);
-    pair_t *all[3] = {&p, &q, &r};
-    for (int i = 0; i < 3; i++) {
+    pair_t *all[5] = {&p, &q, &r, &u, &v};
+    for (int i = 0; i < 5; i++) {
         free(all[i]->full);
         free(all[i]->thin);
     }

@@ -19,10 +19,11 @@
  *   - Content addressing: `write` of a hash already held with the same
  *     bytes changes nothing. Equal hashes need not mean equal bytes (a Data
  *     page hashes alike loaded, empty or missing), so a hash held with
- *     *other* bytes is decided by cap_backend_replaces: bytes that are not a
- *     valid encoding of the hash (damaged, poisoned) are overwritten with the
- *     new ones in the same transaction, as is a valid encoding that leaves
- *     more pages missing than the new one; any other stored value is kept.
+ *     *other* bytes is decided by cap_backend_replaces: when the new bytes
+ *     are an encoding of the hash, stored bytes that are not (damaged,
+ *     poisoned) are overwritten with them in the same transaction, as is an
+ *     encoding that leaves more pages missing than the new one; any other
+ *     stored value is kept.
  *     Writers hand over verified bytes. A replacement is counted as repaired
  *     where the backend reports counts (write_many). A backend does not hash
  *     what it is given otherwise; readers verify (cap_persist_fetch), unless
@@ -237,13 +238,14 @@ int cap_backend_root_list(const cap_backend_t *b, cap_backend_root_fn fn, void *
 bool cap_backend_has_roots(const cap_backend_t *b);
 
 /** The content-addressing rule above, for a write that finds `h` stored
- * with other bytes: *replace = true when the stored bytes do not decode to a
- * cap of hash `h` (damage: the new bytes repair it), or when both decode and
- * the new bytes leave fewer Data pages missing (a fuller copy); false when
- * the stored value is sound and knows at least as much (keeping it loses
- * nothing), or the new bytes do not decode to a cap of hash `h`. Decodes
- * and verifies both with `a` (a hash of each, on this rare path only). CAP_OK, CAP_EINVAL (NULL), CAP_ENOMEM (*replace unset).
- * Freestanding. */
+ * with other bytes (or a batch naming `h` twice): *replace = true when the
+ * new bytes are an encoding of a cap of hash `h` and either the stored bytes
+ * are not (damage: the new bytes repair it) or the new ones leave fewer Data
+ * pages missing (a fuller copy); false otherwise: new bytes that are no
+ * encoding of `h` replace nothing, and a sound stored value that knows as
+ * many pages is kept. Decodes and verifies both with `a` (a hash of each,
+ * on this rare path only). CAP_OK, CAP_EINVAL (NULL), CAP_ENOMEM (*replace
+ * unset). Freestanding. */
 int cap_backend_replaces(const cap_hash_t *h, const uint8_t *stored, size_t stored_n, const uint8_t *incoming,
                          size_t incoming_n, const cap_alloc_t *a, bool *replace);
 

@@ -20,22 +20,20 @@ int cap_backend_replaces(const cap_hash_t *h, const uint8_t *stored, size_t stor
 {
     if (!h || !a || !replace || (stored_n && !stored) || (incoming_n && !incoming)) return CAP_EINVAL;
     cap_t *old = (cap_t *)0, *neu = (cap_t *)0;
-    int rc = cap_persist_decode(h, stored, stored_n, a, true, &old, (cap_err_t *)0);
+    /* Verified: writers hand over verified bytes, but a writer's bug must
+     * not replace a value with bytes that are no encoding of `h`. */
+    int rc = cap_persist_decode(h, incoming, incoming_n, a, true, &neu, (cap_err_t *)0);
     if (rc == CAP_ENOMEM) return rc;
-    if (rc != CAP_OK) { /* damaged or poisoned: the new bytes repair it */
-        *replace = true;
+    if (rc != CAP_OK) {
+        *replace = false;
         return CAP_OK;
     }
-    /* Verified too: writers hand over verified bytes, but a writer's bug
-     * must not replace a sound value with another cap's. */
-    rc = cap_persist_decode(h, incoming, incoming_n, a, true, &neu, (cap_err_t *)0);
-    if (rc == CAP_OK) {
+    rc = cap_persist_decode(h, stored, stored_n, a, true, &old, (cap_err_t *)0);
+    if (rc == CAP_OK)
         *replace = missing_pages(neu) < missing_pages(old); /* only a fuller copy */
-    } else if (rc != CAP_ENOMEM) {
-        *replace = false; /* keep the sound value */
-        rc = CAP_OK;
-    }
+    else if (rc != CAP_ENOMEM)
+        *replace = true; /* damaged or poisoned: the new bytes repair it */
     cap_release(old);
     cap_release(neu);
-    return rc;
+    return rc == CAP_ENOMEM ? rc : CAP_OK;
 }
