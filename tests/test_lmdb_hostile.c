@@ -26,6 +26,7 @@
 #include "capstore/host.h"
 #include "capstore/persist.h"
 #include "check.h"
+#include "test_files.h"
 
 static char dir[256], err_path[320], out_path[320], cap_file[320], data_dir[512];
 static const char *cli;
@@ -36,18 +37,7 @@ static bool exists(const char *p)
     return lstat(p, &sb) == 0;
 }
 
-static bool err_has(const char *needle)
-{
-    FILE *f = fopen(err_path, "r");
-    if (!f) return false;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    bool found = strstr(buf, needle) != NULL;
-    if (!found) fprintf(stderr, "  stderr lacks '%s': %s\n", needle, buf);
-    return found;
-}
+static bool err_has(const char *needle) { return test_file_has(err_path, needle); }
 
 /* Run the command with stdout to `out` (NULL: a file), stderr to a file,
  * and an alarm of 20 s: its exit status, or 1000 + the signal. */

@@ -36,6 +36,7 @@
 #include "capstore/host.h"
 #include "capstore/persist.h"
 #include "check.h"
+#include "test_files.h"
 
 #define OWNER 65534
 #define OTHER 65533
@@ -50,18 +51,7 @@ static bool exists(const char *p)
     return lstat(p, &sb) == 0;
 }
 
-static bool err_has(const char *needle)
-{
-    FILE *f = fopen(err_path, "r");
-    if (!f) return false;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    bool found = strstr(buf, needle) != NULL;
-    if (!found) fprintf(stderr, "  stderr lacks '%s': %s\n", needle, buf);
-    return found;
-}
+static bool err_has(const char *needle) { return test_file_has(err_path, needle); }
 
 /* Run the command as `uid` (0: as we are; with supplementary group
  * `group` unless 0): its exit status, or 1000 + the signal. */
