@@ -13,15 +13,6 @@
 #define CAP_SHA256_HAVE_SHANI 0
 #endif
 
-/* The functions of FIPS 180-4 section 4.1.2, for the portable kernels. */
-#define ROTR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
-#define BSIG0(x) (ROTR(x, 2) ^ ROTR(x, 13) ^ ROTR(x, 22))
-#define BSIG1(x) (ROTR(x, 6) ^ ROTR(x, 11) ^ ROTR(x, 25))
-#define SSIG0(x) (ROTR(x, 7) ^ ROTR(x, 18) ^ ((x) >> 3))
-#define SSIG1(x) (ROTR(x, 17) ^ ROTR(x, 19) ^ ((x) >> 10))
-#define CH(e, f, g) (((e) & (f)) ^ (~(e) & (g)))
-#define MAJ(a, b, c) (((a) & (b)) ^ ((a) & (c)) ^ ((b) & (c)))
-
 /* Round constants K[t] (FIPS 180-4 section 4.2.2). 16-aligned so the SIMD
  * kernel can load four at a time. */
 extern _Alignas(16) const uint32_t cap_sha256_k[64];
