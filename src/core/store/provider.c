@@ -626,6 +626,20 @@ static void mark_clean(cap_store_t *s, const flush_set_t *f)
     }
 }
 
+/* The end of a flush: the set freed, and on success the count handed out
+ * and a trim let loose (clean blobs may be dropped now). */
+static int flush_finish(cap_store_t *s, flush_set_t *f, int rc, size_t n, size_t *written)
+{
+    flush_set_free(s, f);
+    if (rc)
+        return rc;
+    if (written)
+        *written = n;
+    atomic_store_explicit(&s->next_trim_at, 0, memory_order_relaxed);
+    store_maybe_trim(s);
+    return CAP_OK;
+}
+
 int cap_store_flush(cap_store_t *s, size_t *written, cap_err_t *err)
 {
     if (written)
@@ -657,15 +671,7 @@ int cap_store_flush(cap_store_t *s, size_t *written, cap_err_t *err)
     size_t n = res.written + res.repaired;
     if (rc == CAP_OK)
         mark_clean(s, &f); /* only now: a failed write leaves every blob dirty */
-    flush_set_free(s, &f);
-    if (rc)
-        return rc;
-    if (written)
-        *written = n;
-    /* Clean blobs may be dropped now. */
-    atomic_store_explicit(&s->next_trim_at, 0, memory_order_relaxed);
-    store_maybe_trim(s);
-    return CAP_OK;
+    return flush_finish(s, &f, rc, n, written);
 }
 
 /* Flush with roots ------------------------------------------------------------------------------ */
@@ -779,12 +785,5 @@ int cap_store_flush_roots(cap_store_t *s, const cap_backend_root_t *roots, size_
         rc = cap_backend_flush(wb, err);
     if (rc == CAP_OK && !split)
         mark_clean(s, &f); /* only now: a failed write leaves every blob dirty */
-    flush_set_free(s, &f);
-    if (rc)
-        return rc;
-    if (written)
-        *written = n;
-    atomic_store_explicit(&s->next_trim_at, 0, memory_order_relaxed);
-    store_maybe_trim(s);
-    return CAP_OK;
+    return flush_finish(s, &f, rc, n, written);
 }
