@@ -11,6 +11,7 @@
 #include "capstore/archive.h"
 #include "capstore/host.h"
 #include "capstore/sha256.h"
+#include "options_copy.h"
 
 #define BUF (64 * 1024)
 
@@ -119,10 +120,7 @@ int cap_archive_export(const cap_backend_t *b, const cap_backend_root_t *roots, 
 {
     if (res) memset(res, 0, sizeof *res);
     cap_archive_options_t o = CAP_ARCHIVE_OPTIONS_INIT;
-    if (opt) {
-        size_t sz = opt->size ? opt->size : sizeof o;
-        memcpy(&o, opt, sz < sizeof o ? sz : sizeof o);
-    }
+    if (opt) cap_options_copy(&o, sizeof o, opt, opt->size);
     if (!b || !write) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
     root_list_t all = {NULL, NULL, 0, 0, false};
     if (o.flags & CAP_ARCHIVE_ALL) {

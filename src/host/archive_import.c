@@ -12,6 +12,7 @@
 #include "capstore/archive.h"
 #include "capstore/host.h"
 #include "capstore/sha256.h"
+#include "options_copy.h"
 #include "hash_set.h"
 
 #define BUF (64 * 1024)
@@ -379,10 +380,7 @@ int cap_archive_import(const cap_backend_t *b, cap_archive_read_fn read, void *r
     if (!res) res = &local;
     memset(res, 0, sizeof *res);
     cap_archive_options_t o = CAP_ARCHIVE_OPTIONS_INIT;
-    if (opt) {
-        size_t sz = opt->size ? opt->size : sizeof o;
-        memcpy(&o, opt, sz < sizeof o ? sz : sizeof o);
-    }
+    if (opt) cap_options_copy(&o, sizeof o, opt, opt->size);
     if (!b || !read) return cap_backend_fail(err, CAP_EINVAL, "NULL argument");
     import_t *x = calloc(1, sizeof *x);
     if (!x) return cap_backend_fail(err, CAP_ENOMEM, "out of memory");

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "lmdb_closure.h"
+#include "options_copy.h"
 
 #define DEFAULT_BATCH 1024
 #define SCAN_LIMIT(batch) ((batch) * 16)
@@ -344,11 +345,7 @@ int cap_lmdb_collect(const cap_backend_t *bk, const cap_hash_t *roots, size_t nr
     if (!x) return cap_backend_fail(err, CAP_ENOMEM, "out of memory");
     cap_lmdb_collect_options_t def = CAP_LMDB_COLLECT_OPTIONS_INIT;
     x->o = def;
-    if (opt) {
-        size_t sz = opt->size ? opt->size : sizeof *opt;
-        if (sz > sizeof *opt) sz = sizeof *opt;
-        memcpy(&x->o, opt, sz);
-    }
+    if (opt) cap_options_copy(&x->o, sizeof x->o, opt, opt->size);
     if (!x->o.batch) x->o.batch = DEFAULT_BATCH;
     x->b = bk->ctx;
     bool dry = (x->o.flags & CAP_LMDB_COLLECT_DRY_RUN) != 0;

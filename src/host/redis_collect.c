@@ -20,6 +20,7 @@
 
 #include "capstore/host.h"
 #include "hash_set.h"
+#include "options_copy.h"
 #include "redis_internal.h"
 
 #define DEFAULT_BATCH 1024
@@ -228,11 +229,7 @@ int cap_redis_collect(const cap_backend_t *b, const cap_hash_t *roots, size_t nr
     if (!x) return cap_err_set(err, CAP_ENOMEM, "out of memory");
     cap_redis_collect_options_t def = CAP_REDIS_COLLECT_OPTIONS_INIT;
     x->o = def;
-    if (opt) {
-        size_t sz = opt->size ? opt->size : sizeof *opt;
-        if (sz > sizeof *opt) sz = sizeof *opt;
-        memcpy(&x->o, opt, sz);
-    }
+    if (opt) cap_options_copy(&x->o, sizeof x->o, opt, opt->size);
     if (!x->o.batch) x->o.batch = DEFAULT_BATCH;
     if (x->o.batch > MAX_BATCH) x->o.batch = MAX_BATCH;
     x->b = b;
