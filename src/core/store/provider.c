@@ -70,6 +70,15 @@ static int ask_backends(cap_store_t *s, const cap_hash_t *h, cap_t **out, cap_er
     return store_missing(e, h);
 }
 
+/* A new reference to the blob in slot `b` of the shard's table, marked used
+ * (a trim keeps what was just asked for). Shard lock held. */
+static cap_t *take_found(store_shard_t *sh, size_t b)
+{
+    blob_table_t *t = store_blob_table(sh);
+    t->meta[b].flags |= STORE_BLOB_USED;
+    return cap_retain(store_slot_cap(&t->slots[b]));
+}
+
 static store_fetch_t *find_fetch(store_shard_t *sh, const cap_hash_t *h)
 {
     for (store_fetch_t *f = sh->fetching; f; f = f->next)
@@ -101,9 +110,7 @@ int store_fetch_locked(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, u
     for (;;) {
         size_t b = store_blob_find(sh, h, mix);
         if (b != SIZE_MAX) {
-            blob_table_t *t = store_blob_table(sh);
-            cap_t *c = cap_retain(store_slot_cap(&t->slots[b]));
-            t->meta[b].flags |= STORE_BLOB_USED;
+            cap_t *c = take_found(sh, b);
             store_unlock(s, sh->lock);
             *out = c;
             return CAP_OK;
@@ -146,10 +153,8 @@ int store_fetch_locked(cap_store_t *s, store_shard_t *sh, const cap_hash_t *h, u
         size_t b = store_blob_find(sh, h, mix);
         cap_t *k = (cap_t *)0;
         if (b != SIZE_MAX) { /* a put raced us: keep the first cap */
-            blob_table_t *t = store_blob_table(sh);
             drop = c;
-            c = cap_retain(store_slot_cap(&t->slots[b]));
-            t->meta[b].flags |= STORE_BLOB_USED;
+            c = take_found(sh, b);
         } else if (store_blob_reserve(s, sh, 1) == CAP_OK && store_keyed_ref(c, h, &k) == CAP_OK) {
             /* Fetched blobs are clean: a backend has them. */
             store_blob_insert_flags(s, sh, h, mix, k, STORE_BLOB_USED);
@@ -334,10 +339,8 @@ static bool publish_fetched(cap_store_t *s, store_fetch_t *r, cap_t **c)
         size_t b = store_blob_find(sh, &r->key, mix);
         cap_t *k = (cap_t *)0;
         if (b != SIZE_MAX) { /* a put raced us: keep the first cap */
-            blob_table_t *t = store_blob_table(sh);
             drop = got;
-            got = cap_retain(store_slot_cap(&t->slots[b]));
-            t->meta[b].flags |= STORE_BLOB_USED;
+            got = take_found(sh, b);
         } else if (store_blob_reserve(s, sh, 1) == CAP_OK &&
                    store_keyed_ref(got, &r->key, &k) == CAP_OK) {
             store_blob_insert_flags(s, sh, &r->key, mix, k, STORE_BLOB_USED);
@@ -414,9 +417,7 @@ void store_fetch_many(cap_store_t *s, const cap_hash_t *hashes, const size_t *id
         store_lock(s, sh->lock);
         size_t b = store_blob_find(sh, h, mix);
         if (b != SIZE_MAX) { /* published since the lock-free probe */
-            blob_table_t *t = store_blob_table(sh);
-            out[i] = cap_retain(store_slot_cap(&t->slots[b]));
-            t->meta[b].flags |= STORE_BLOB_USED;
+            out[i] = take_found(sh, b);
             store_unlock(s, sh->lock);
             F.kind[j] = F_HIT;
             if (codes)
@@ -451,9 +452,7 @@ void store_fetch_many(cap_store_t *s, const cap_hash_t *hashes, const size_t *id
              * classified: this hash may be fetched or published by now. */
             size_t b = store_blob_find(sh, h, mix);
             if (b != SIZE_MAX) {
-                blob_table_t *t = store_blob_table(sh);
-                out[i] = cap_retain(store_slot_cap(&t->slots[b]));
-                t->meta[b].flags |= STORE_BLOB_USED;
+                out[i] = take_found(sh, b);
                 store_unlock(s, sh->lock);
                 F.kind[j] = F_HIT;
                 if (codes)
