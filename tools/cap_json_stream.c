@@ -329,15 +329,17 @@ static int feed(reader_t *r, const unsigned char *s, size_t n, char *msg, size_t
     size_t good = bad ? (size_t)(bad - s) : n;
     r->ended_here = false;
     yajl_status st = yajl_parse(r->h, s, good);
-    if (st != yajl_status_ok) return parse_error(r, st, s, yajl_get_bytes_consumed(r->h), msg, msg_len);
     /* After the value only whitespace may follow. yajl checks that, except
      * for a token still open when the input ends (`{} "abc`): it waits for
-     * more, and its end of input does not close a string. */
-    if (r->root) {
+     * more, and its end of input does not close a string. Where yajl does
+     * fail after the value, it is at the token's end: the error is put at its
+     * first byte instead, as when the token arrives in pieces. */
+    if (r->root && st != yajl_status_client_canceled) {
         for (size_t i = r->ended_here ? r->end_at : 0; i < good; i++)
             if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
                 return syntax_error(r, s, i + 1, CAP_EINVAL, "parse error: trailing garbage", msg, msg_len);
     }
+    if (st != yajl_status_ok) return parse_error(r, st, s, yajl_get_bytes_consumed(r->h), msg, msg_len);
     if (bad)
         return syntax_error(r, s, good + 1, CAP_EINVAL,
                             *bad == '\f' ? "invalid character: form feed (JSON whitespace is space, tab, "
